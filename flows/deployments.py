@@ -1,0 +1,36 @@
+"""Scheduled deployments, served by one long-running process (``ranking schedule``).
+
+Features refresh hourly and the ranker retrains daily (cron, UTC). ``prefect deployment
+run 'build-features/features-hourly'`` starts one run by hand while this is serving.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from flows.features import features_flow
+from flows.train import train_flow
+
+FEATURES_CRON = "0 * * * *"
+TRAINING_CRON = "0 2 * * *"
+
+
+def deployments(features_cron: str = FEATURES_CRON, training_cron: str = TRAINING_CRON) -> list:
+    """The platform's deployments with their schedules."""
+    return [
+        features_flow.to_deployment(
+            name="features-hourly", cron=features_cron, tags=["ranking", "features"]
+        ),
+        train_flow.to_deployment(
+            name="training-daily", cron=training_cron, tags=["ranking", "training"]
+        ),
+    ]
+
+
+def serve_all(features_cron: str = FEATURES_CRON, training_cron: str = TRAINING_CRON) -> None:
+    """Register the deployments and run them on schedule until interrupted."""
+    serve(*deployments(features_cron, training_cron))
+
+
+if __name__ == "__main__":
+    serve_all()

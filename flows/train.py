@@ -1,0 +1,144 @@
+"""Training flow: training set through Feast, XGBoost ranker, evaluation, MLflow, gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import floor_to, flow_settings, parse_time, utc_now
+from ranking import dataset, evaluate, registry, store, train
+from ranking.config import Settings
+from ranking.events import event_time_range
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced (returned to the parent flow and the CLI)."""
+
+    version: str
+    run_id: str
+    promoted: bool
+    reason: str
+    champion_version: str | None
+    table: pd.DataFrame
+    summary: dict
+
+
+@task(cache_policy=NO_CACHE)
+def split(settings: Settings, as_of_iso: str) -> dataset.SplitTimes:
+    span = event_time_range(settings.warehouse_path)
+    if span is None:
+        raise ValueError("the warehouse holds no events: run ingestion first")
+    first_snapshot = floor_to(span[0], settings.snapshot_every.total_seconds())
+    first_snapshot += settings.snapshot_every
+    return dataset.split_times(
+        first_snapshot, parse_time(as_of_iso, utc_now()), settings.valid_days, settings.test_days
+    )
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def training_set(settings: Settings, times: dataset.SplitTimes):
+    return dataset.build_training_set(
+        settings.warehouse_path, store.get_store(settings), settings, times
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def fit(settings: Settings, frame: pd.DataFrame, features: list[str]) -> train.TrainedRanker:
+    return train.train_ranker(
+        frame[frame["split"] == "train"], frame[frame["split"] == "valid"], features, settings
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_on_test(test: pd.DataFrame, trained: train.TrainedRanker, seed: int) -> pd.DataFrame:
+    return evaluate.compare(
+        test,
+        {
+            "xgboost": train.score(trained.model, test, trained.features),
+            "most_popular": evaluate.most_popular_scores(test),
+        },
+        ks=(5, 10, 20),
+        seed=seed,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def champion_on_test(settings: Settings, test: pd.DataFrame) -> tuple[str | None, float | None]:
+    return registry.champion_ndcg_on(settings, test, seed=settings.seed)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFrame,
+              table: pd.DataFrame, times: dataset.SplitTimes) -> tuple[str, str]:  # fmt: skip
+    summary = dataset.training_set_summary(frame)
+    metrics = {f"test_{m}": float(v) for m, v in table.loc["xgboost"].items()}
+    metrics |= {f"baseline_most_popular_{m}": float(v)
+                for m, v in table.loc["most_popular"].items()}  # fmt: skip
+    metrics |= {f"{s}_{k}": v for s, d in summary.items() for k, v in d.items()}
+    metrics["best_iteration"] = float(trained.best_iteration)
+    tags = {
+        "feature_service": settings.feature_service,
+        "data_window": f"{times.start:%Y-%m-%dT%H:%M}/{times.end:%Y-%m-%dT%H:%M}",
+        "split_times": f"valid from {times.valid_start:%Y-%m-%d}, test from "
+        f"{times.test_start:%Y-%m-%d}",
+        "training_set_hash": registry.frame_hash(frame),
+        "code_version": registry.code_version(),
+    }
+    return registry.log_and_register(
+        settings,
+        model=trained.model,
+        features=trained.features,
+        params=trained.params | {"group_by": settings.group_by},
+        metrics=metrics,
+        tags=tags,
+        example=frame[frame["split"] == "test"],
+        importance=train.feature_importance(trained.model, trained.features),
+        tables={"evaluation": table},
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def gate(settings: Settings, version: str, ndcg: float, champion: tuple) -> tuple[bool, str]:
+    champion_version, champion_ndcg = champion
+    return registry.promote_if_better(settings, version, ndcg, champion_ndcg, champion_version)
+
+
+def _markdown(result: TrainResult) -> str:
+    table = result.table[["ndcg@10", "map@10", "recall@10", "mrr"]].round(4)
+    verdict = "promoted to champion" if result.promoted else "not promoted"
+    return (
+        f"# Training: ranker v{result.version} ({verdict})\n\n{result.reason}\n\n"
+        f"Test split, same candidates for every scorer:\n\n{table.to_markdown()}\n"
+    )
+
+
+@flow(name="train-ranker", log_prints=True)
+def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult:
+    """Train on everything before ``as_of``; register; promote if it beats the champion."""
+    settings = flow_settings(home)
+    as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
+    times = split(settings, as_of_dt.isoformat())
+    frame, features = training_set(settings, times)
+    trained = fit(settings, frame, features)
+    test = frame[frame["split"] == "test"]
+    table = evaluate_on_test(test, trained, settings.seed)
+    champion = champion_on_test(settings, test)
+    run_id, version = log_model(settings, trained, frame, table, times)
+    promoted, reason = gate(settings, version, float(table.loc["xgboost", "ndcg@10"]), champion)
+    result = TrainResult(
+        version=version,
+        run_id=run_id,
+        promoted=promoted,
+        reason=reason,
+        champion_version=version if promoted else champion[0],
+        table=table,
+        summary=dataset.training_set_summary(frame),
+    )
+    print(f"ranker v{version}: {reason}")
+    create_markdown_artifact(_markdown(result), key="training", description="Training summary")
+    return result

@@ -1,0 +1,154 @@
+"""The one settings object: environment variables (``RANKING_*``) and an optional file.
+
+Every path lives under ``home`` so a whole installation can be moved, wiped or pointed
+elsewhere by setting ``RANKING_HOME``. Nothing in the library reads the clock: times are
+passed in by callers (the CLI and flows read "now" once and pass it down).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Event types the platform understands, and the graded relevance each implies.
+DEFAULT_LABEL_WEIGHTS: dict[str, float] = {
+    "impression": 0.0,
+    "view": 0.0,
+    "skip": 0.0,
+    "click": 1.0,
+    "play": 1.0,
+    "rating": 0.0,  # ratings are graded by value, see ``rating_label_offset``
+    "add_to_cart": 2.0,
+    "purchase": 3.0,
+}
+
+
+class Settings(BaseSettings):
+    """Configuration for every stage. Paths are derived from ``home``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RANKING_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".ranking",
+        description="Folder for the warehouse, feature tables, Feast, MLflow and Prefect.",
+    )
+    feature_repo: Path = Field(
+        default=PROJECT_ROOT / "feature_repo", description="The Feast repository folder."
+    )
+
+    # Events and labels
+    label_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_LABEL_WEIGHTS))
+    rating_label_offset: float = Field(
+        default=2.0, description="A rating r gets label max(0, floor(r) - offset): 5 -> 3, 3 -> 1."
+    )
+
+    # Features
+    snapshot_every: timedelta = Field(
+        default=timedelta(days=1), description="Cadence of feature snapshots."
+    )
+    decay_half_life_days: float = Field(default=7.0, description="Half-life of decayed signals.")
+    feature_owner: str = Field(default="ranking-platform", description="Owner tag of features.")
+
+    # Training set
+    group_by: str = Field(default="session", description="Query group: 'session' or 'day'.")
+    negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
+    negatives_random: int = Field(default=5, description="Random negatives per query group.")
+    valid_days: int = Field(default=7, description="Days held out for early stopping.")
+    test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
+    feature_service: str = Field(default="ranker_v1", description="Feast feature service.")
+    seed: int = Field(default=42, description="Seed for sampling and training.")
+
+    # Model
+    model_name: str = Field(default="ranker", description="Registered model name in MLflow.")
+    experiment_name: str = Field(default="ranking", description="MLflow experiment.")
+    promotion_margin: float = Field(
+        default=0.0, description="NDCG@10 a challenger must add over the champion to replace it."
+    )
+    n_estimators: int = 400
+    learning_rate: float = 0.08
+    max_depth: int = 6
+    early_stopping_rounds: int = 30
+    xgb_device: str = Field(default="cpu", description="XGBoost device: 'cpu' or 'cuda'.")
+
+    # Serving
+    candidate_pool: int = Field(default=500, description="Candidates scored per ranking call.")
+
+    @field_validator("group_by")
+    @classmethod
+    def _check_group_by(cls, value: str) -> str:
+        if value not in {"session", "day"}:
+            raise ValueError("group_by must be 'session' or 'day'")
+        return value
+
+    @field_validator("home", "feature_repo")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Feast resolves file paths against the working directory, so keep ours absolute.
+        return value.expanduser().resolve()
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.label_weights)
+
+    def ensure_dirs(self) -> None:
+        """Create the home folder tree."""
+        for path in (self.raw_dir, self.features_dir, self.feast_dir, self.mlflow_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def export_env(self) -> None:
+        """Export what external tools read from the environment.
+
+        ``feature_store.yaml`` expands ``${RANKING_HOME}``; Prefect keeps its database
+        under ``PREFECT_HOME``. Existing values win so a shared setup can point elsewhere.
+        """
+        os.environ["RANKING_HOME"] = str(self.home)
+        os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""Training sets: query groups, graded labels, sampled negatives, features through Feast.
+
+A query group is a user at a point in time: a session (default) or a day. Its timestamp
+is the moment the group starts, so the point-in-time join (Feast's
+``get_historical_features``) hands it only snapshots taken before any of its events.
+Candidates are the items the user met in the group (shown, clicked, bought...) plus
+sampled negatives: popular items and random items. Labels are graded by event type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ranking.config import Settings
+from ranking.events import warehouse
+from ranking.store import historical_features, service_features
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class SplitTimes:
+    """Time boundaries: train < valid_start <= valid < test_start <= test < end."""
+
+    start: datetime
+    valid_start: datetime
+    test_start: datetime
+    end: datetime
+
+
+def split_times(start: datetime, end: datetime, valid_days: int, test_days: int) -> SplitTimes:
+    """Cut ``[start, end)`` into train / validation / test by time."""
+    test_start = end - timedelta(days=test_days)
+    valid_start = test_start - timedelta(days=valid_days)
+    if valid_start <= start:
+        raise ValueError(
+            f"window {start:%Y-%m-%d}..{end:%Y-%m-%d} is too short for {valid_days} validation "
+            f"and {test_days} test days"
+        )
+    return SplitTimes(start, valid_start, test_start, end)
+
+
+def _weights_sql(weights: dict[str, float]) -> str:
+    rows = ", ".join(f"('{t}', {float(w)})" for t, w in sorted(weights.items()))
+    return f"(VALUES {rows}) AS w(event_type, weight)"
+
+
+def interacted_items(
+    con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """One row per (query group, item the user met in it) with its graded label."""
+    if settings.group_by == "session":
+        key = "coalesce(e.session_id, strftime(e.event_timestamp, '%Y-%m-%d'))"
+        group_ts = "min(e.event_timestamp)"
+    else:
+        key = "strftime(e.event_timestamp, '%Y-%m-%d')"
+        group_ts = "date_trunc('day', min(e.event_timestamp))"
+    offset = float(settings.rating_label_offset)
+    return con.execute(
+        f"""
+        WITH labelled AS (
+            SELECT e.user_id, {key} AS group_key, e.item_id, e.event_timestamp,
+                CASE WHEN e.event_type = 'rating'
+                     THEN greatest(0.0, floor(coalesce(e.value, 0)) - {offset})
+                     ELSE w.weight END AS label
+            FROM events e JOIN {_weights_sql(settings.label_weights)} USING (event_type)
+            WHERE e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
+        ), groups AS (
+            SELECT user_id, group_key, {group_ts.replace("e.", "")} AS group_ts
+            FROM labelled GROUP BY user_id, group_key
+            HAVING max(label) > 0   -- a group with nothing relevant teaches nothing
+        )
+        SELECT g.user_id, g.group_key, g.group_ts, l.item_id, max(l.label) AS label
+        FROM labelled l JOIN groups g USING (user_id, group_key)
+        GROUP BY ALL
+        ORDER BY g.group_ts, g.user_id, g.group_key, l.item_id
+        """,
+        [start, end],
+    ).df()
+
+
+def item_catalogue(con: duckdb.DuckDBPyConnection, before: datetime) -> pd.DataFrame:
+    """Items with their primary category and positive-interaction count before ``before``."""
+    return con.execute(
+        """
+        WITH known AS (
+            SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events
+        ), pop AS (
+            SELECT item_id, count(*) AS popularity FROM events
+            WHERE event_timestamp < ?::TIMESTAMP
+              AND event_type IN ('click', 'play', 'add_to_cart', 'purchase', 'rating')
+            GROUP BY item_id
+        )
+        SELECT k.item_id, coalesce(i.primary_category, 'unknown') AS category,
+               coalesce(i.available, true) AS available, coalesce(p.popularity, 0) AS popularity
+        FROM known k LEFT JOIN items i USING (item_id) LEFT JOIN pop p USING (item_id)
+        ORDER BY k.item_id
+        """,
+        [before],
+    ).df()
+
+
+def add_negatives(
+    groups: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    n_popular: int,
+    n_random: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Append sampled negatives (label 0) to each group: popular ones and uniform ones.
+
+    A sampled item the user already met in the group is dropped, not relabelled.
+    """
+    keys = groups[["group_id", "user_id", "group_ts"]].drop_duplicates("group_id")
+    n_groups, items = len(keys), catalogue["item_id"].to_numpy()
+    if n_groups == 0 or len(items) == 0:
+        return groups.assign(sampled=False)
+    pop = catalogue["popularity"].to_numpy(dtype=float) + 1.0
+    draws = [
+        rng.choice(len(items), size=(n_groups, n_popular), p=pop / pop.sum()),
+        rng.integers(0, len(items), size=(n_groups, n_random)),
+    ]
+    picked = np.concatenate(draws, axis=1)
+    neg = pd.DataFrame(
+        {
+            "group_id": np.repeat(keys["group_id"].to_numpy(), picked.shape[1]),
+            "user_id": np.repeat(keys["user_id"].to_numpy(), picked.shape[1]),
+            "group_ts": np.repeat(keys["group_ts"].to_numpy(), picked.shape[1]),
+            "item_id": items[picked.ravel()],
+            "label": 0.0,
+            "sampled": True,
+        }
+    )
+    both = pd.concat([groups.assign(sampled=False), neg], ignore_index=True)
+    both = both.drop_duplicates(["group_id", "item_id"], keep="first")
+    return both.sort_values(["group_id", "sampled", "item_id"], kind="stable", ignore_index=True)
+
+
+def build_entity_frame(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    times: SplitTimes,
+) -> pd.DataFrame:
+    """The entity frame Feast joins features onto: one row per (group, candidate item).
+
+    Columns: ``group_id`` (sorted, the XGBoost ``qid``), ``user_id``, ``item_id``,
+    ``category``, ``event_timestamp`` (group start, UTC), ``request_timestamp_s``,
+    ``label``, ``sampled`` and ``split``.
+    """
+    groups = interacted_items(con, settings, times.start, times.end)
+    groups["group_id"] = groups.groupby(["group_ts", "user_id", "group_key"], sort=True).ngroup()
+    rng = np.random.default_rng(settings.seed)
+    catalogue = item_catalogue(con, times.valid_start)
+    frame = add_negatives(
+        groups.drop(columns="group_key"),
+        catalogue,
+        settings.negatives_popular,
+        settings.negatives_random,
+        rng,
+    )
+    frame = frame.merge(catalogue[["item_id", "category"]], on="item_id", how="left")
+    frame["category"] = frame["category"].fillna("unknown")
+    ts = pd.to_datetime(frame.pop("group_ts")).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    frame["event_timestamp"] = ts
+    frame["request_timestamp_s"] = (ts.astype("int64") // 1_000_000).astype("int64")
+    naive = ts.dt.tz_localize(None)
+    frame["split"] = np.select(
+        [naive < pd.Timestamp(times.valid_start), naive < pd.Timestamp(times.test_start)],
+        ["train", "valid"],
+        "test",
+    )
+    return frame.sort_values(["group_id", "item_id"], ignore_index=True)
+
+
+def training_set_summary(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Rows, groups and positive share per split (for logs and run summaries)."""
+    out: dict[str, dict[str, float]] = {}
+    for split in SPLITS:
+        part = frame[frame["split"] == split]
+        out[split] = {
+            "rows": float(len(part)),
+            "groups": float(part["group_id"].nunique()),
+            "positive_share": float((part["label"] > 0).mean()) if len(part) else 0.0,
+        }
+    return out
+
+
+def feature_columns(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    """The service's features present in ``frame`` (Feast drops none, but be explicit)."""
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise KeyError(f"training set lacks features {missing}")
+    return list(features)
+
+
+def build_training_set(
+    warehouse_path: Path,
+    store,
+    settings: Settings,
+    times: SplitTimes,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Entity frame from the warehouse, features from Feast; returns (frame, feature names)."""
+    with warehouse(warehouse_path, read_only=True) as con:
+        entities = build_entity_frame(con, settings, times)
+    if entities.empty:
+        raise ValueError(
+            f"no query group with a positive label between {times.start} and {times.end}"
+        )
+    frame = historical_features(store, entities, settings.feature_service)
+    frame = frame.sort_values(["group_id", "item_id"], ignore_index=True)
+    features = feature_columns(frame, service_features(store, settings.feature_service))
+    return frame, features

@@ -1,0 +1,85 @@
+"""The Feast feature store: apply the repo, materialize, read features.
+
+``feast apply`` runs as the real CLI in a child process: Feast imports every file of the
+repo as a top-level module, and a fresh process keeps those imports (and the paths they
+read from settings) from going stale between calls in one long-lived process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureService, FeatureStore
+
+from ranking.config import Settings
+
+
+class FeastError(RuntimeError):
+    """A Feast command failed; the message carries its output."""
+
+
+def feast_executable() -> str:
+    """The ``feast`` CLI installed beside this Python."""
+    candidate = Path(sys.executable).parent / "feast"
+    return str(candidate) if candidate.exists() else "feast"
+
+
+def apply_repo(settings: Settings) -> str:
+    """Run ``feast apply`` in the feature repo against the configured home."""
+    settings.ensure_dirs()
+    settings.export_env()
+    done = subprocess.run(
+        [feast_executable(), "apply"],
+        cwd=settings.feature_repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise FeastError(f"feast apply failed in {settings.feature_repo}:\n{tail}")
+    return done.stdout
+
+
+def get_store(settings: Settings) -> FeatureStore:
+    """A :class:`FeatureStore` over the repo, with paths from ``settings.home``."""
+    settings.export_env()
+    return FeatureStore(repo_path=str(settings.feature_repo))
+
+
+def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> None:
+    """Load the newest value of every entity with a snapshot in ``[start, end]`` online."""
+    store.materialize(start_date=start, end_date=end)
+
+
+def service_features(store: FeatureStore, service_name: str) -> list[str]:
+    """Feature names (without view prefix) that a feature service serves, in order."""
+    service: FeatureService = store.get_feature_service(service_name)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def historical_features(
+    store: FeatureStore, entity_df: pd.DataFrame, service_name: str
+) -> pd.DataFrame:
+    """Point-in-time join of the service's features onto ``entity_df`` (Feast's job)."""
+    service = store.get_feature_service(service_name)
+    job = store.get_historical_features(entity_df=entity_df, features=service)
+    return job.to_df()
+
+
+def online_features(
+    store: FeatureStore, entity_rows: list[dict], service_name: str
+) -> pd.DataFrame:
+    """Latest feature values for ``entity_rows`` from the online store."""
+    service = store.get_feature_service(service_name)
+    return store.get_online_features(features=service, entity_rows=entity_rows).to_df()
+
+
+def materialize_window(snapshots: list[datetime], cadence: timedelta) -> tuple[datetime, datetime]:
+    """The window that holds the newest snapshot (what online serving needs)."""
+    newest = max(snapshots)
+    return newest - cadence / 2, newest + cadence / 2
