@@ -8,8 +8,10 @@ flows are imported inside the commands: the library itself never imports Prefect
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -274,8 +276,16 @@ def _summary(settings: Settings, result, now: datetime) -> None:
     console.print(f"  Try: ranking rank --user {user} --k 10")
 
 
+def quiet_libraries() -> None:
+    """Keep third-party deprecation chatter out of the terminal (and of child processes)."""
+    for category in (DeprecationWarning, FutureWarning, RuntimeWarning):
+        warnings.filterwarnings("ignore", category=category)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    logging.getLogger("feast").setLevel(logging.ERROR)
+
+
 def main() -> None:  # pragma: no cover - console entry point
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    quiet_libraries()
     app()
 
 

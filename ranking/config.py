@@ -146,7 +146,6 @@ class Settings(BaseSettings):
         os.environ["RANKING_HOME"] = str(self.home)
         os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -1,0 +1,36 @@
+"""Shared fixtures: a settings object per test on a temporary home, small generated data."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from ranking import synth
+from ranking.config import Settings, get_settings
+
+#: A fixed clock for tests: library code never reads the real one.
+NOW = datetime(2026, 3, 1, 12, 0, 0)
+END = datetime(2026, 3, 1)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh home, with splits sized for three weeks of data."""
+    s = get_settings(home=tmp_path / "home", valid_days=5, test_days=5, n_estimators=60)
+    s.ensure_dirs()
+    return s
+
+
+@pytest.fixture(scope="session")
+def small_data() -> synth.SynthData:
+    """About 20k events over three weeks ending at END (seeded)."""
+    return synth.generate(synth.SynthConfig(events=20_000, days=21, end=END, seed=11))
