@@ -89,7 +89,7 @@ def metric_key(name: str) -> str:
 def current_champion_version(client: MlflowClient, name: str) -> str | None:
     """The version number carrying ``champion``, or None."""
     try:
-        return client.get_model_version_by_alias(name, CHAMPION).version
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
 

@@ -1,0 +1,97 @@
+"""The real loop through Prefect, Feast, XGBoost and MLflow on small generated data."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.loop import ranking_loop
+from ranking import registry, store, synth
+from ranking.cli import _rank, _sample_user
+from ranking.config import get_settings
+from tests.conftest import END, NOW
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    """A throwaway Prefect server and database for this module's flow runs."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def loop_run(prefect_server, tmp_path_factory: pytest.TempPathFactory,
+             small_data: synth.SynthData):  # fmt: skip
+    home = tmp_path_factory.mktemp("e2e-home")
+    settings = get_settings(home=home, valid_days=5, test_days=5, n_estimators=60)
+    settings.ensure_dirs()
+    paths = synth.write(small_data, settings.raw_dir)
+    result = ranking_loop(str(paths["events"]), str(paths["items"]),
+                          as_of=END.isoformat(), now=NOW.isoformat(), home=str(home))  # fmt: skip
+    return settings, paths, result
+
+
+def test_loop_loads_features_and_registers_a_champion(loop_run) -> None:
+    settings, _, result = loop_run
+    events = next(r for r in result.loads if r.target == "events")
+    assert events.read == events.accepted + events.quarantined + events.duplicates
+    assert events.accepted > 15_000
+    assert events.quarantined > 0  # the generator's dirty late batch
+    assert result.features.rows["user_long_term"] > 0
+    assert result.training.promoted
+    assert result.training.champion_version == result.training.version == "1"
+    table = result.training.table
+    assert table.loc["xgboost", "ndcg@10"] > table.loc["most_popular", "ndcg@10"]
+
+
+def test_champion_loads_by_alias_and_carries_its_lineage(loop_run) -> None:
+    settings, _, result = loop_run
+    client = registry.client_for(settings)
+    mv = client.get_model_version_by_alias(settings.model_name, registry.CHAMPION)
+    assert str(mv.version) == result.training.version
+    for tag in ("feature_service", "data_window", "training_set_hash", "code_version", "features"):
+        assert mv.tags.get(tag), tag
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    assert model.metadata.signature is not None
+    artifacts = {a.path for a in client.list_artifacts(result.training.run_id)}
+    assert {"feature_importance.png", "features.json", "evaluation.csv"} <= artifacts
+
+
+def test_online_store_and_ranked_list(loop_run) -> None:
+    settings, _, result = loop_run
+    user = _sample_user(settings)
+    ranked = _rank(settings, user, 10, NOW)
+    assert ranked.fallback is None
+    assert ranked.model_version == result.training.version
+    assert len(ranked.items) == 10
+    assert ranked.items["score"].is_monotonic_decreasing
+    assert list(ranked.items["rank"]) == list(range(1, 11))
+    online = store.online_features(
+        store.get_store(settings),
+        [{"user_id": user, "item_id": ranked.items["item_id"][0],
+          "category": ranked.items["category"][0], "request_timestamp_s": 1_772_366_400}],
+        settings.feature_service,
+    )  # fmt: skip
+    assert online.loc[0, "user_events_all"] > 0
+
+
+def test_unknown_user_gets_the_popularity_fallback(loop_run) -> None:
+    settings, _, _ = loop_run
+    ranked = _rank(settings, "nobody-here", 5, NOW)
+    assert ranked.fallback and "nobody-here" in ranked.fallback
+    assert len(ranked.items) == 5
+
+
+def test_second_run_adds_nothing_and_keeps_the_equal_champion(loop_run) -> None:
+    settings, paths, first = loop_run
+    again = ranking_loop(str(paths["events"]), str(paths["items"]),
+                         as_of=END.isoformat(), now=NOW.isoformat(),
+                         home=str(settings.home))  # fmt: skip
+    events = next(r for r in again.loads if r.target == "events")
+    assert events.accepted == 0
+    assert again.training.version == "2"
+    assert not again.training.promoted  # same data, same seed: no win by the margin
+    assert again.training.champion_version == first.training.version
