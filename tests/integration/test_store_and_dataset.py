@@ -86,8 +86,11 @@ def test_purchase_outranks_click_in_labels(applied) -> None:
     frame = applied[3]
     with warehouse(settings.warehouse_path, read_only=True) as con:
         bought = set(
-            con.execute("SELECT DISTINCT session_id || item_id FROM events "
-                        "WHERE event_type = 'purchase'").df().iloc[:, 0]  # fmt: skip
+            con.execute(
+                "SELECT DISTINCT session_id || item_id FROM events WHERE event_type = 'purchase'"
+            )
+            .df()
+            .iloc[:, 0]  # fmt: skip
         )
     assert bought  # the generated data has purchases
     assert frame["label"].max() == 3.0
@@ -100,8 +103,14 @@ def test_online_store_serves_the_newest_snapshot(applied) -> None:
     user = newest.sort_values("user_events_all").iloc[-1]
     online = store.online_features(
         fs,
-        [{"user_id": user["user_id"], "item_id": "i000001", "category": "drama",
-          "request_timestamp_s": 1_772_000_000}],  # fmt: skip
+        [
+            {
+                "user_id": user["user_id"],
+                "item_id": "i000001",
+                "category": "drama",
+                "request_timestamp_s": 1_772_000_000,
+            }
+        ],  # fmt: skip
         settings.feature_service,
     )
     assert online.loc[0, "user_events_all"] == user["user_events_all"]
