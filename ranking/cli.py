@@ -187,8 +187,9 @@ def ui_commands(settings: Settings) -> dict[str, str]:
     """Shell commands that open each UI on what this home holds."""
     venv_bin = Path(sys.executable).parent
     return {
-        "MLflow": f"{venv_bin}/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} "
-        f"--port 5000",
+        "MLflow": f"open {settings.mlflow_uri}"
+        if settings.mlflow_uri
+        else f"{venv_bin}/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
         "Prefect": f"PREFECT_HOME={settings.prefect_home} {venv_bin}/prefect server start",
         "Feast": f"cd {settings.feature_repo} && RANKING_HOME={settings.home} "
         f"{venv_bin}/feast ui --port 8888",

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # Model
     model_name: str = Field(default="ranker", description="Registered model name in MLflow.")
     experiment_name: str = Field(default="ranking", description="MLflow experiment.")
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server (shared setup); default: SQLite under home.",
+    )
     promotion_margin: float = Field(
         default=0.0, description="NDCG@10 a challenger must add over the champion to replace it."
     )
@@ -118,11 +122,12 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        return self.mlflow_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
-    def mlflow_artifact_location(self) -> str:
-        return (self.mlflow_dir / "artifacts").as_uri()
+    def mlflow_artifact_location(self) -> str | None:
+        """Local artifact folder; a tracking server chooses its own store."""
+        return None if self.mlflow_uri else (self.mlflow_dir / "artifacts").as_uri()
 
     @property
     def prefect_home(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 from feast import FeatureService, FeatureStore
+from pandas.api.types import is_numeric_dtype
 
 from ranking.config import Settings
 
@@ -63,12 +64,26 @@ def service_features(store: FeatureStore, service_name: str) -> list[str]:
 
 
 def historical_features(
-    store: FeatureStore, entity_df: pd.DataFrame, service_name: str
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    service_name: str,
+    chunk_rows: int = 250_000,
 ) -> pd.DataFrame:
-    """Point-in-time join of the service's features onto ``entity_df`` (Feast's job)."""
+    """Point-in-time join of the service's features onto ``entity_df`` (Feast's job).
+
+    The entity frame goes to Feast in chunks of ``chunk_rows`` and numeric features come
+    back as float32 (what XGBoost uses anyway): Feast's retrieval holds several copies
+    of its result, so one call over a million rows would need gigabytes.
+    """
     service = store.get_feature_service(service_name)
-    job = store.get_historical_features(entity_df=entity_df, features=service)
-    return job.to_df()
+    names = {f.name for p in service.feature_view_projections for f in p.features}
+    parts = []
+    for start in range(0, max(len(entity_df), 1), chunk_rows):
+        chunk = entity_df.iloc[start : start + chunk_rows]
+        part = store.get_historical_features(entity_df=chunk, features=service).to_df()
+        numeric = [c for c in part.columns if c in names and is_numeric_dtype(part[c])]
+        parts.append(part.astype(dict.fromkeys(numeric, "float32")))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def online_features(

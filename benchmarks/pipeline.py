@@ -1,0 +1,241 @@
+"""Time and peak memory of each stage of the loop at N generated events.
+
+    python benchmarks/pipeline.py --events 1000000 [--json out.json] [--home DIR]
+
+Stages run through the library (the same functions the Prefect flows call) in one
+process, on a fresh home folder, so each figure is the stage's own cost without the
+orchestrator's. Peak RSS is sampled every 20 ms from /proc for this process plus its
+children (``feast apply`` runs as a child), and the process-lifetime maximum from
+getrusage is printed beside it. Targets from issue 2 at 1M events on 2 cores: ingest +
+features <= 30 s, whole pipeline <= 3 min, peak RSS <= 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            kids = [int(p) for p in fh.read().split()]
+    except FileNotFoundError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+class PeakRss:
+    """Samples RSS of this process and its children while a stage runs."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self.every_s, self.peak, self._stop = every_s, 0, threading.Event()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.is_set():
+            total = _rss_bytes(pid) + sum(_rss_bytes(c) for c in _children(pid))
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class StageResult:
+    stage: str
+    seconds: float
+    rows: int
+    rows_per_s: float
+    peak_rss_mb: float
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (FileNotFoundError, StopIteration):
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
+    import duckdb
+
+    from ranking import dataset, features, store, synth, train
+    from ranking.config import get_settings
+    from ranking.events import ingest
+
+    settings = get_settings(home=home)
+    settings.ensure_dirs()
+    settings.export_env()
+    end = datetime(2026, 3, 1)  # fixed: the benchmark never reads the clock for data
+    results: list[StageResult] = []
+    state: dict[str, object] = {}
+
+    def stage(name: str, fn: Callable[[], int]) -> None:
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            rows = fn()
+            seconds = time.perf_counter() - t0
+        results.append(StageResult(name, seconds, rows, rows / seconds if seconds else 0.0,
+                                   rss.peak / 2**20))  # fmt: skip
+
+    def generate() -> int:
+        data = synth.generate(synth.SynthConfig(events=events, days=days, end=end, seed=seed))
+        state["paths"] = synth.write(data, settings.raw_dir)
+        return data.events.num_rows + len(data.dirty)
+
+    def load() -> int:
+        paths = state["paths"]
+        reports = ingest(settings.warehouse_path, paths["events"], settings.event_types,
+                         end + timedelta(hours=12), paths["items"])  # fmt: skip
+        return next(r for r in reports if r.target == "events").read
+
+    def compute() -> int:
+        build = features.build_feature_tables(settings.warehouse_path, settings.features_dir,
+                                              end, settings.snapshot_every,
+                                              settings.decay_half_life_days)  # fmt: skip
+        state["build"] = build
+        return sum(build.rows.values())
+
+    def apply() -> int:
+        store.apply_repo(settings)
+        return len(features.FAMILIES)
+
+    def materialize() -> int:
+        fs = store.get_store(settings)
+        start, stop = store.materialize_window(state["build"].snapshots, settings.snapshot_every)
+        store.materialize_latest(fs, start.replace(tzinfo=UTC), stop.replace(tzinfo=UTC))
+        state["store"] = fs
+        # Rows pushed online: every family's rows in the materialized window.
+        files = [str(f.parquet_path(settings.features_dir)) for f in features.FAMILIES]
+        return int(duckdb.sql(
+            "SELECT count(*) FROM read_parquet($files) WHERE event_timestamp >= $start "
+            "AND event_timestamp < $stop",
+            params={"files": files, "start": start.replace(tzinfo=UTC),
+                    "stop": stop.replace(tzinfo=UTC)},
+        ).fetchall()[0][0])  # fmt: skip
+
+    def training_set() -> int:
+        first = min(state["build"].snapshots)
+        times = dataset.split_times(first, end, settings.valid_days, settings.test_days)
+        frame, names = dataset.build_training_set(settings.warehouse_path, state["store"],
+                                                  settings, times)  # fmt: skip
+        state["frame"], state["names"] = frame, names
+        return len(frame)
+
+    def fit() -> int:
+        frame = state["frame"]
+        trained = train.train_ranker(frame[frame["split"] == "train"],
+                                     frame[frame["split"] == "valid"], state["names"],
+                                     settings)  # fmt: skip
+        state["trained"] = trained
+        return int((frame["split"] == "train").sum())
+
+    for name, fn in [("generate", generate), ("ingest", load), ("features", compute),
+                     ("feast apply", apply), ("materialize", materialize),
+                     ("training set", training_set), ("train", fit)]:  # fmt: skip
+        stage(name, fn)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args(argv)
+    from ranking.cli import quiet_libraries
+
+    quiet_libraries()
+    home = args.home or Path(tempfile.mkdtemp(prefix="ranking-bench-"))
+    if home.exists() and any(home.iterdir()):
+        parser.error(f"--home {home} is not empty: the benchmark needs a fresh home")
+    try:
+        t0 = time.perf_counter()
+        results = run(args.events, args.days, home, args.seed)
+        total = time.perf_counter() - t0
+    finally:
+        if args.home is None:
+            shutil.rmtree(home, ignore_errors=True)
+    lifetime_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    by_stage = {r.stage: r for r in results}
+    ingest_features = by_stage["ingest"].seconds + by_stage["features"].seconds
+    peak_mb = max(r.peak_rss_mb for r in results)
+    info = machine()
+
+    console = Console()
+    table = Table(title=f"Pipeline at {args.events:,} events over {args.days} days")
+    for col in ("stage", "seconds", "rows", "rows/s", "peak RSS MB"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in results:
+        table.add_row(r.stage, f"{r.seconds:.1f}", f"{r.rows:,}", f"{r.rows_per_s:,.0f}",
+                      f"{r.peak_rss_mb:,.0f}")  # fmt: skip
+    table.add_row("total", f"{total:.1f}", "", "", f"{peak_mb:,.0f}")
+    console.print(table)
+    console.print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
+                  f"Python {info['python']}")  # fmt: skip
+    checks = {
+        "ingest + features <= 30 s": (ingest_features, ingest_features <= 30),
+        "whole pipeline <= 180 s": (total, total <= 180),
+        "peak RSS <= 3072 MB": (peak_mb, peak_mb <= 3072),
+    }
+    for name, (value, ok) in checks.items():
+        console.print(f"{'PASS' if ok else 'MISS'}  {name}: {value:,.1f}")
+    console.print(f"process lifetime max RSS (getrusage): {lifetime_peak_mb:,.0f} MB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "events": args.events, "days": args.days, "machine": info,
+            "stages": [asdict(r) for r in results], "total_seconds": total,
+            "ingest_plus_features_seconds": ingest_features, "peak_rss_mb": peak_mb,
+            "targets_met": {k: ok for k, (_, ok) in checks.items()},
+        }, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
