@@ -24,8 +24,10 @@ def compute(settings: Settings, as_of_iso: str) -> features.FeatureBuild:
 
 
 @task(retries=2, retry_delay_seconds=5)
-def apply(settings: Settings) -> str:
-    return store.apply_repo(settings)
+def apply(settings: Settings) -> bool:
+    applied = store.apply_if_changed(settings)
+    print("feast apply: ran" if applied else "feast apply: repo unchanged, registry kept")
+    return applied
 
 
 @task(retries=2, retry_delay_seconds=5)

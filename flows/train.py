@@ -108,6 +108,28 @@ def gate(settings: Settings, version: str, ndcg: float, champion: tuple) -> tupl
     return registry.promote_if_better(settings, version, ndcg, champion_ndcg, champion_version)
 
 
+@task(cache_policy=NO_CACHE)
+def already_trained(settings: Settings, frame: pd.DataFrame) -> TrainResult | None:
+    """The existing version for this training set and code, so a rerun adds no duplicate."""
+    version = registry.version_trained_on(
+        settings, registry.frame_hash(frame), registry.code_version()
+    )
+    if version is None:
+        return None
+    client = registry.client_for(settings)
+    result = TrainResult(
+        version=version,
+        run_id=client.get_model_version(settings.model_name, version).run_id,
+        promoted=False,
+        reason=f"training set and code unchanged since v{version}: no new version trained",
+        champion_version=registry.current_champion_version(client, settings.model_name),
+        table=registry.evaluation_of(settings, version),
+        summary=dataset.training_set_summary(frame),
+    )
+    print(f"ranker v{version} reused: {result.reason}")
+    return result
+
+
 def _markdown(result: TrainResult) -> str:
     table = result.table[["ndcg@10", "map@10", "recall@10", "mrr"]].round(4)
     verdict = "promoted to champion" if result.promoted else "not promoted"
@@ -124,6 +146,9 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
     as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
     times = split(settings, as_of_dt.isoformat())
     frame, features = training_set(settings, times)
+    reused = already_trained(settings, frame)
+    if reused is not None:
+        return reused
     trained = fit(settings, frame, features)
     test = frame[frame["split"] == "test"]
     table = evaluate_on_test(test, trained, settings.seed)

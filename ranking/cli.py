@@ -200,7 +200,7 @@ def ui_commands(settings: Settings) -> dict[str, str]:
 def ui(home: Path = HomeOption) -> None:
     """Print the commands that open the MLflow, Prefect and Feast UIs."""
     for name, command in ui_commands(_settings(home)).items():
-        console.print(f"[bold]{name}:[/] {command}")
+        console.print(f"[bold]{name}:[/] {command}", soft_wrap=True)
 
 
 @app.command()
@@ -267,13 +267,13 @@ def _summary(settings: Settings, result, now: datetime) -> None:
         f"({model['ndcg@10'] / base['ndcg@10']:.2f}x); MAP@10 {model['map@10']:.4f} vs "
         f"{base['map@10']:.4f}; recall@10 {model['recall@10']:.4f} vs {base['recall@10']:.4f}"
     )
-    console.print(f"Registered ranker v{result.training.version}: {result.training.reason}")
+    console.print(f"Ranker v{result.training.version}: {result.training.reason}")
     console.print(f"Champion: v{result.training.champion_version}")
     user = _sample_user(settings)
     _print_ranked(_rank(settings, user, 10, now))
     console.print("Open the UIs:")
     for name, command in ui_commands(settings).items():
-        console.print(f"  [bold]{name}:[/] {command}")
+        console.print(f"  [bold]{name}:[/] {command}", soft_wrap=True)
     console.print(f"  Try: ranking rank --user {user} --k 10")
 
 

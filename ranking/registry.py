@@ -6,6 +6,7 @@ Serving and ranking always resolve ``models:/<name>@champion``; no caller names 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 from dataclasses import dataclass
@@ -139,6 +140,27 @@ def log_and_register(
                 settings.model_name, version, metric_key(key), f"{metrics[key]:.5f}"
             )
     return run.info.run_id, version
+
+
+def version_trained_on(settings: Settings, training_set_hash: str, code: str) -> str | None:
+    """The newest version trained on this exact training set by this exact code, if any.
+
+    Training is seeded, so such a version is what training again would produce.
+    """
+    client = client_for(settings)
+    found = client.search_model_versions(
+        f"name = '{settings.model_name}' AND tags.training_set_hash = '{training_set_hash}'"
+    )
+    same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"]
+    return str(max(int(mv.version) for mv in same)) if same else None
+
+
+def evaluation_of(settings: Settings, version: str) -> pd.DataFrame:
+    """The evaluation table logged with a version's training run."""
+    client = client_for(settings)
+    run_id = client.get_model_version(settings.model_name, version).run_id
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation.csv")
+    return pd.read_csv(io.StringIO(text), index_col=0)
 
 
 def load_version(settings: Settings, version: str) -> Champion:

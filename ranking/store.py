@@ -7,6 +7,7 @@ read from settings) from going stale between calls in one long-lived process.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore
 from pandas.api.types import is_numeric_dtype
 
+from ranking import features as features_module
 from ranking.config import Settings
 
 
@@ -44,6 +46,35 @@ def apply_repo(settings: Settings) -> str:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise FeastError(f"feast apply failed in {settings.feature_repo}:\n{tail}")
     return done.stdout
+
+
+def repo_fingerprint(settings: Settings) -> str:
+    """A hash of everything ``feast apply`` reads: the repo files and the feature specs."""
+    digest = hashlib.sha256(str(settings.home).encode())
+    sources = sorted(settings.feature_repo.glob("*.py")) + sorted(
+        settings.feature_repo.glob("*.yaml")
+    )
+    for path in [*sources, Path(features_module.__file__)]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update(settings.feature_owner.encode())
+    return digest.hexdigest()
+
+
+def apply_if_changed(settings: Settings) -> bool:
+    """Run ``feast apply`` unless the registry already holds this exact repo; True if run.
+
+    ``feast apply`` costs several seconds (a child process importing Feast); an unchanged
+    repo over an existing registry needs none of it.
+    """
+    stamp = settings.feast_dir / "applied.sha256"
+    fingerprint = repo_fingerprint(settings)
+    registry = settings.feast_dir / "registry.db"
+    if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return False
+    apply_repo(settings)
+    stamp.write_text(fingerprint)
+    return True
 
 
 def get_store(settings: Settings) -> FeatureStore:

@@ -85,13 +85,20 @@ def test_unknown_user_gets_the_popularity_fallback(loop_run) -> None:
     assert len(ranked.items) == 5
 
 
-def test_second_run_adds_nothing_and_keeps_the_equal_champion(loop_run) -> None:
+def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     settings, paths, first = loop_run
     again = ranking_loop(str(paths["events"]), str(paths["items"]),
                          as_of=END.isoformat(), now=NOW.isoformat(),
                          home=str(settings.home))  # fmt: skip
     events = next(r for r in again.loads if r.target == "events")
     assert events.accepted == 0
-    assert again.training.version == "2"
-    assert not again.training.promoted  # same data, same seed: no win by the margin
+    assert events.duplicates == events.read - events.quarantined
+    # Same training set, same code: the existing version stands, no duplicate is registered.
+    assert again.training.version == first.training.version
+    assert not again.training.promoted
     assert again.training.champion_version == first.training.version
+    assert again.training.table.loc["xgboost", "ndcg@10"] == pytest.approx(
+        first.training.table.loc["xgboost", "ndcg@10"]
+    )
+    client = registry.client_for(settings)
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
