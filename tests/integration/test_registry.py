@@ -28,8 +28,12 @@ def _register(settings: Settings, seed: int) -> str:
         features=["f1", "f2"],
         params=trained.params,
         metrics={"test_ndcg@10": 0.5},
-        tags={"feature_service": "ranker_v1", "data_window": "w", "training_set_hash": str(seed),
-              "code_version": "test"},  # fmt: skip
+        tags={
+            "feature_service": "ranker_v1",
+            "data_window": "w",
+            "training_set_hash": str(seed),
+            "code_version": "test",
+        },  # fmt: skip
         example=frame,
         importance=train.feature_importance(trained.model, ["f1", "f2"]),
         tables={"evaluation": pd.DataFrame({"ndcg@10": [0.5]}, index=["xgboost"])},
