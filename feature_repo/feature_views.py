@@ -38,6 +38,11 @@ def _schema(family) -> list[Field]:
     ]
 
 
+def _ttl(family):
+    # A snapshot must stay valid until the next one, whatever the configured cadence.
+    return max(family.ttl, 2 * _settings.snapshot_every)
+
+
 def _tags(family) -> dict[str, str]:
     return {"owner": _settings.feature_owner, "family": family.name}
 
@@ -46,7 +51,7 @@ user_long_term = FeatureView(
     name=USER_LONG_TERM.name,
     description=USER_LONG_TERM.description,
     entities=[user],
-    ttl=USER_LONG_TERM.ttl,
+    ttl=_ttl(USER_LONG_TERM),
     schema=_schema(USER_LONG_TERM),
     source=_source(USER_LONG_TERM),
     online=True,
@@ -58,7 +63,7 @@ user_short_term = FeatureView(
     name=USER_SHORT_TERM.name,
     description=USER_SHORT_TERM.description,
     entities=[user],
-    ttl=USER_SHORT_TERM.ttl,
+    ttl=_ttl(USER_SHORT_TERM),
     schema=_schema(USER_SHORT_TERM),
     source=_source(USER_SHORT_TERM),
     online=True,
@@ -70,7 +75,7 @@ item_stats = FeatureView(
     name=ITEM_STATS.name,
     description=ITEM_STATS.description,
     entities=[item],
-    ttl=ITEM_STATS.ttl,
+    ttl=_ttl(ITEM_STATS),
     schema=_schema(ITEM_STATS),
     source=_source(ITEM_STATS),
     online=True,
@@ -82,7 +87,7 @@ user_category = FeatureView(
     name=USER_CATEGORY.name,
     description=USER_CATEGORY.description,
     entities=[user, category],
-    ttl=USER_CATEGORY.ttl,
+    ttl=_ttl(USER_CATEGORY),
     schema=_schema(USER_CATEGORY),
     source=_source(USER_CATEGORY),
     online=True,

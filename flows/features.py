@@ -14,12 +14,14 @@ from ranking.config import Settings
 
 @task
 def compute(settings: Settings, as_of_iso: str) -> features.FeatureBuild:
+    as_of = parse_time(as_of_iso, utc_now())
     return features.build_feature_tables(
         settings.warehouse_path,
         settings.features_dir,
-        parse_time(as_of_iso, utc_now()),
+        as_of,
         settings.snapshot_every,
         settings.decay_half_life_days,
+        first_snapshot=features.first_snapshot(as_of, settings.history_days),
     )
 
 

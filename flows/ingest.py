@@ -8,18 +8,30 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import flow_settings, parse_time, utc_now
-from ranking import events
+from ranking import events, mapping
 
 
 @task(retries=2, retry_delay_seconds=5)
-def load(warehouse: str, events_path: str, items_path: str | None, event_types: list[str],
-         now_iso: str) -> list[events.LoadReport]:  # fmt: skip
+def load(
+    warehouse: str,
+    events_path: str,
+    items_path: str | None,
+    event_types: list[str],
+    now_iso: str,
+    mapping_path: str | None,
+    source_format: str,
+) -> list[events.LoadReport]:
+    source = mapping.resolve_source(Path(events_path), Path(items_path) if items_path else None,
+                                    Path(mapping_path) if mapping_path else None,
+                                    source_format)  # fmt: skip
     return events.ingest(
         Path(warehouse),
-        Path(events_path),
+        source.events,
         event_types,
         parse_time(now_iso, utc_now()),
-        Path(items_path) if items_path else None,
+        source.items,
+        events_reader=source.events_reader,
+        items_reader=source.items_reader,
     )
 
 
@@ -39,13 +51,17 @@ def _markdown(reports: list[events.LoadReport]) -> str:
 @flow(name="ingest-events", log_prints=True)
 def ingest_flow(
     events_path: str, items_path: str | None = None, now: str | None = None,
-    home: str | None = None,
+    home: str | None = None, mapping_path: str | None = None, source_format: str = "auto",
 ) -> list[events.LoadReport]:  # fmt: skip
-    """Load events (and items) into the warehouse; bad rows go to quarantine."""
+    """Load events (and items) into the warehouse; bad rows go to quarantine.
+
+    ``source_format`` 'auto' reads contract files and recognises a MovieLens folder;
+    ``mapping_path`` names a YAML column mapping for any other log (``ranking.mapping``).
+    """
     settings = flow_settings(home)
     now_iso = parse_time(now, utc_now()).isoformat()
     reports = load(str(settings.warehouse_path), events_path, items_path, settings.event_types,
-                   now_iso)  # fmt: skip
+                   now_iso, mapping_path, source_format)  # fmt: skip
     for report in reports:
         print(report.summary())
     create_markdown_artifact(_markdown(reports), key="ingestion", description="Load counts")

@@ -70,24 +70,37 @@ def generate(
 
 @app.command()
 def ingest(
-    events_path: Path = typer.Argument(..., help="Events file or folder (CSV, Parquet, JSONL)."),
+    events_path: Path = typer.Argument(
+        ..., help="Events file or folder (CSV, Parquet, JSONL), or a MovieLens folder."
+    ),
     items: Path = typer.Option(None, "--items", help="Items file or folder."),
+    mapping: Path = typer.Option(
+        None, "--mapping", help="YAML column mapping for a log in another layout."
+    ),
+    source_format: str = typer.Option(
+        "auto", "--format", help="auto (recognises MovieLens), contract or movielens."
+    ),
     home: Path = HomeOption,
 ) -> None:
     """Load events (and items) into the warehouse, quarantining bad rows (Prefect flow)."""
     from ranking.events import IngestError, check_readable
+    from ranking.mapping import resolve_source
 
     settings = _settings(home)
     try:
-        check_readable(events_path)
-        if items is not None:
-            check_readable(items)
+        source = resolve_source(events_path, items, mapping, source_format)
+        check_readable(source.events, source.events_reader)
+        if source.items is not None:
+            check_readable(source.items, source.items_reader)
     except IngestError as exc:
         _fail(str(exc))
     from flows.ingest import ingest_flow
 
+    console.print(f"Reading {events_path} as {source.kind}")
     for report in ingest_flow(str(events_path), str(items) if items else None,
-                              now=_now().isoformat(), home=str(settings.home)):  # fmt: skip
+                              now=_now().isoformat(), home=str(settings.home),
+                              mapping_path=str(mapping) if mapping else None,
+                              source_format=source_format):  # fmt: skip
         console.print(report.summary())
         for reason, n in sorted(report.reasons.items()):
             console.print(f"  quarantined: {reason}: {n}")

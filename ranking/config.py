@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
@@ -25,6 +25,7 @@ DEFAULT_LABEL_WEIGHTS: dict[str, float] = {
     "click": 1.0,
     "play": 1.0,
     "rating": 0.0,  # ratings are graded by value, see ``rating_label_offset``
+    "tag": 0.0,  # a free-text tag (MovieLens): engagement, not relevance
     "add_to_cart": 2.0,
     "purchase": 3.0,
 }
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
         default=timedelta(days=1), description="Cadence of feature snapshots."
     )
     decay_half_life_days: float = Field(default=7.0, description="Half-life of decayed signals.")
+    history_days: int | None = Field(
+        default=None,
+        description="Snapshot (and train on) only the last N days before as-of; None: all. "
+        "Aggregates still use the whole history before each snapshot.",
+    )
     feature_owner: str = Field(default="ranking-platform", description="Owner tag of features.")
 
     # Training set
@@ -149,6 +155,11 @@ class Settings(BaseSettings):
         under ``PREFECT_HOME``. Existing values win so a shared setup can point elsewhere.
         """
         os.environ["RANKING_HOME"] = str(self.home)
+        # The Feast repo builds its views from settings: hand it the ones it reads.
+        os.environ["RANKING_SNAPSHOT_EVERY"] = TypeAdapter(timedelta).dump_python(
+            self.snapshot_every, mode="json"
+        )
+        os.environ["RANKING_FEATURE_OWNER"] = self.feature_owner
         os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

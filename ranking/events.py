@@ -14,7 +14,7 @@ nothing. All the work is DuckDB SQL over the file; Python only assembles the sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,7 +141,11 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _reader(path: Path) -> str:
+#: Turns a file into a SQL relation with contract columns (the plain reader, or a mapping's).
+Reader = Callable[[Path], str]
+
+
+def plain_reader(path: Path) -> str:
     kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
     p = _quote(str(path))
     if kind == "csv":
@@ -151,9 +155,11 @@ def _reader(path: Path) -> str:
     return f"read_json({p}, format = 'newline_delimited')"
 
 
-def _source_types(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+def _source_types(
+    con: duckdb.DuckDBPyConnection, path: Path, reader: Reader = plain_reader
+) -> dict[str, str]:
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader(path)}").fetchall()
     except duckdb.Error as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise IngestError(f"{path}: cannot be read: {first_line}") from None
@@ -176,9 +182,14 @@ def _timestamp_expr(col: str, dtype: str) -> str:
     return f"coalesce(({epoch}), (try_cast({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP)"
 
 
-def _stage(con: duckdb.DuckDBPyConnection, path: Path, columns: Iterable[str]) -> None:
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: Iterable[str],
+    reader: Reader = plain_reader,
+) -> None:
     """Copy a file into temp table ``staged``: raw text of each contract column + row number."""
-    types = _source_types(con, path)
+    types = _source_types(con, path, reader)
     selects = ["row_number() OVER () AS _row"]
     for col in columns:
         if col in types:
@@ -195,7 +206,7 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, columns: Iterable[str]) -
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {', '.join(selects)} "
-            f"FROM {_reader(path)}"
+            f"FROM {reader(path)}"
         )
     except duckdb.Error as exc:
         first_line = str(exc).strip().splitlines()[0]
@@ -227,10 +238,14 @@ def _quarantine_bad(
 
 
 def load_events_file(
-    con: duckdb.DuckDBPyConnection, path: Path, event_types: Iterable[str], now: datetime
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    event_types: Iterable[str],
+    now: datetime,
+    reader: Reader = plain_reader,
 ) -> LoadReport:
     """Load one events file; see the module docstring for what goes where."""
-    _stage(con, path, EVENT_COLUMNS)
+    _stage(con, path, EVENT_COLUMNS, reader)
     types_sql = ", ".join(_quote(t) for t in sorted(event_types))
     con.execute(
         f"""
@@ -290,9 +305,11 @@ def load_events_file(
     )
 
 
-def load_items_file(con: duckdb.DuckDBPyConnection, path: Path, now: datetime) -> LoadReport:
+def load_items_file(
+    con: duckdb.DuckDBPyConnection, path: Path, now: datetime, reader: Reader = plain_reader
+) -> LoadReport:
     """Load one items file; a newer row for an ``item_id`` replaces the older one."""
-    _stage(con, path, ITEM_COLUMNS)
+    _stage(con, path, ITEM_COLUMNS, reader)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE checked AS
@@ -340,22 +357,37 @@ def load_items_file(con: duckdb.DuckDBPyConnection, path: Path, now: datetime) -
     )
 
 
+def _files(path: Path | list[Path]) -> list[Path]:
+    if isinstance(path, list):
+        return [f for p in path for f in list_input_files(p)]
+    return list_input_files(path)
+
+
 def load_events(
-    con: duckdb.DuckDBPyConnection, path: Path, event_types: Iterable[str], now: datetime
+    con: duckdb.DuckDBPyConnection,
+    path: Path | list[Path],
+    event_types: Iterable[str],
+    now: datetime,
+    reader: Reader = plain_reader,
 ) -> LoadReport:
-    """Load an events file or folder. Raises :class:`IngestError` naming an unreadable file."""
+    """Load an events file, folder or list of files; unreadable files raise IngestError."""
     report = LoadReport(target="events")
     types = list(event_types)
-    for file in list_input_files(path):
-        report.add(load_events_file(con, file, types, now))
+    for file in _files(path):
+        report.add(load_events_file(con, file, types, now, reader))
     return report
 
 
-def load_items(con: duckdb.DuckDBPyConnection, path: Path, now: datetime) -> LoadReport:
-    """Load an items file or folder."""
+def load_items(
+    con: duckdb.DuckDBPyConnection,
+    path: Path | list[Path],
+    now: datetime,
+    reader: Reader = plain_reader,
+) -> LoadReport:
+    """Load an items file, folder or list of files."""
     report = LoadReport(target="items")
-    for file in list_input_files(path):
-        report.add(load_items_file(con, file, now))
+    for file in _files(path):
+        report.add(load_items_file(con, file, now, reader))
     return report
 
 
@@ -366,17 +398,23 @@ def warehouse_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def ingest(
     warehouse_path: Path,
-    events_path: Path,
+    events_path: Path | list[Path],
     event_types: Iterable[str],
     now: datetime,
-    items_path: Path | None = None,
+    items_path: Path | list[Path] | None = None,
+    events_reader: Reader = plain_reader,
+    items_reader: Reader = plain_reader,
 ) -> list[LoadReport]:
-    """Load items (when given) then events into the warehouse; one report per target."""
+    """Load items (when given) then events into the warehouse; one report per target.
+
+    ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
+    reader for contract files, a mapping's for other layouts (see ``ranking.mapping``).
+    """
     reports = []
     with warehouse(warehouse_path) as con:
         if items_path is not None:
-            reports.append(load_items(con, items_path, now))
-        reports.append(load_events(con, events_path, event_types, now))
+            reports.append(load_items(con, items_path, now, items_reader))
+        reports.append(load_events(con, events_path, event_types, now, events_reader))
     return reports
 
 
@@ -389,13 +427,13 @@ def event_time_range(warehouse_path: Path) -> tuple[datetime, datetime] | None:
     return None if row[0][0] is None else (row[0][0], row[0][1])
 
 
-def check_readable(path: Path) -> list[Path]:
+def check_readable(path: Path | list[Path], reader: Reader = plain_reader) -> list[Path]:
     """Fail fast, with one message naming the file, if any input file cannot be read."""
-    files = list_input_files(path)
+    files = _files(path)
     con = duckdb.connect()
     try:
         for file in files:
-            _source_types(con, file)
+            _source_types(con, file, reader)
     finally:
         con.close()
     return files

@@ -327,7 +327,8 @@ WHERE e.event_timestamp < ?::TIMESTAMP;
 
 CREATE OR REPLACE TEMP TABLE snapshots AS
 SELECT unnest(generate_series(
-    (SELECT min(bucket) FROM ev) + INTERVAL '{cadence_s} seconds',
+    greatest((SELECT min(bucket) FROM ev) + INTERVAL '{cadence_s} seconds',
+             time_bucket(INTERVAL '{cadence_s} seconds', ?::TIMESTAMP)),
     ?::TIMESTAMP, INTERVAL '{cadence_s} seconds')) AS ts;
 """
 
@@ -348,14 +349,23 @@ _AGG_COLUMNS = """
 """
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, as_of: datetime, cadence: timedelta) -> None:
-    """Bucket events and lay out the snapshot grid in temp tables."""
+def _prepare(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    cadence: timedelta,
+    first_snapshot: datetime | None = None,
+) -> None:
+    """Bucket events and lay out the snapshot grid in temp tables.
+
+    Snapshots start at ``first_snapshot`` (aligned to the cadence) or one cadence after
+    the first event; aggregates always use the whole history before each snapshot.
+    """
     cadence_s = int(cadence.total_seconds())
     if cadence_s <= 0:
         raise ValueError("snapshot cadence must be positive")
     ev_sql, snapshots_sql = _BUCKETS_SQL.format(cadence_s=cadence_s).split(";")[:2]
     con.execute(ev_sql, [as_of])
-    con.execute(snapshots_sql, [as_of])
+    con.execute(snapshots_sql, [first_snapshot or datetime(1970, 1, 1), as_of])
     positive = "(" + ", ".join(f"'{t}'" for t in POSITIVE_TYPES) + ")"
     aggs = _AGG_COLUMNS.format(positive=positive)
     con.execute(
@@ -395,6 +405,7 @@ def compute_features(
     cadence: timedelta = timedelta(days=1),
     half_life_days: float = 7.0,
     families: tuple[FeatureFamily, ...] = FAMILIES,
+    first_snapshot: datetime | None = None,
 ) -> dict[str, int]:
     """Compute every family's snapshots up to ``as_of`` and write one Parquet file each.
 
@@ -402,7 +413,7 @@ def compute_features(
     atomically (written aside, then renamed). Returns the row count of each family.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    _prepare(con, as_of, cadence)
+    _prepare(con, as_of, cadence, first_snapshot)
     if scalar(con, "SELECT count(*) FROM snapshots") == 0:
         raise ValueError(f"no events before {as_of:%Y-%m-%d %H:%M}: nothing to snapshot")
     rows: dict[str, int] = {}
@@ -426,6 +437,11 @@ def compute_features(
     return rows
 
 
+def first_snapshot(as_of: datetime, history_days: int | None) -> datetime | None:
+    """Where the snapshot grid starts for a history window of ``history_days`` (None: all)."""
+    return None if history_days is None else as_of - timedelta(days=history_days)
+
+
 @dataclass
 class FeatureBuild:
     """What :func:`build_feature_tables` wrote."""
@@ -440,8 +456,11 @@ def build_feature_tables(
     as_of: datetime,
     cadence: timedelta,
     half_life_days: float,
+    first_snapshot: datetime | None = None,
 ) -> FeatureBuild:
     """Open the warehouse, compute every family up to ``as_of``, return counts and snapshots."""
     with warehouse(warehouse_path) as con:
-        rows = compute_features(con, out_dir, as_of, cadence, half_life_days)
+        rows = compute_features(
+            con, out_dir, as_of, cadence, half_life_days, first_snapshot=first_snapshot
+        )
         return FeatureBuild(rows=rows, snapshots=snapshot_times(con))

@@ -57,7 +57,7 @@ def repo_fingerprint(settings: Settings) -> str:
     for path in [*sources, Path(features_module.__file__)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    digest.update(settings.feature_owner.encode())
+    digest.update(f"{settings.feature_owner}|{settings.snapshot_every}".encode())
     return digest.hexdigest()
 
 
