@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 from prefect import flow, task
@@ -10,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import dataset, evaluate, registry, store, train
+from ranking import dataset, features, holdout, registry, store, train
 from ranking.config import Settings
 from ranking.events import event_time_range
 
@@ -33,11 +34,13 @@ def split(settings: Settings, as_of_iso: str) -> dataset.SplitTimes:
     span = event_time_range(settings.warehouse_path)
     if span is None:
         raise ValueError("the warehouse holds no events: run ingestion first")
+    as_of = parse_time(as_of_iso, utc_now())
     first_snapshot = floor_to(span[0], settings.snapshot_every.total_seconds())
     first_snapshot += settings.snapshot_every
-    return dataset.split_times(
-        first_snapshot, parse_time(as_of_iso, utc_now()), settings.valid_days, settings.test_days
-    )
+    window_start = features.first_snapshot(as_of, settings.history_days)
+    if window_start is not None:
+        first_snapshot = max(first_snapshot, window_start)
+    return dataset.split_times(first_snapshot, as_of, settings.valid_days, settings.test_days)
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -55,16 +58,12 @@ def fit(settings: Settings, frame: pd.DataFrame, features: list[str]) -> train.T
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_on_test(test: pd.DataFrame, trained: train.TrainedRanker, seed: int) -> pd.DataFrame:
-    return evaluate.compare(
-        test,
-        {
-            "xgboost": train.score(trained.model, test, trained.features),
-            "most_popular": evaluate.most_popular_scores(test),
-        },
-        ks=(5, 10, 20),
-        seed=seed,
-    )
+def evaluate_on_test(
+    settings: Settings, test: pd.DataFrame, trained: train.TrainedRanker, cutoff: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model and every baseline on the same holdout: overall and by user segment."""
+    scores = {"xgboost": train.score(trained.model, test, trained.features)}
+    return holdout.evaluation_tables(settings, test, scores, cutoff)
 
 
 @task(cache_policy=NO_CACHE)
@@ -74,11 +73,12 @@ def champion_on_test(settings: Settings, test: pd.DataFrame) -> tuple[str | None
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFrame,
-              table: pd.DataFrame, times: dataset.SplitTimes) -> tuple[str, str]:  # fmt: skip
+              table: pd.DataFrame, by_segment: pd.DataFrame,
+              times: dataset.SplitTimes) -> tuple[str, str]:  # fmt: skip
     summary = dataset.training_set_summary(frame)
     metrics = {f"test_{m}": float(v) for m, v in table.loc["xgboost"].items()}
-    metrics |= {f"baseline_most_popular_{m}": float(v)
-                for m, v in table.loc["most_popular"].items()}  # fmt: skip
+    metrics |= {f"baseline_{name}_{m}": float(v) for name in table.index if name != "xgboost"
+                for m, v in table.loc[name].items()}  # fmt: skip
     metrics |= {f"{s}_{k}": v for s, d in summary.items() for k, v in d.items()}
     metrics["best_iteration"] = float(trained.best_iteration)
     tags = {
@@ -98,7 +98,7 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         tags=tags,
         example=frame[frame["split"] == "test"],
         importance=train.feature_importance(trained.model, trained.features),
-        tables={"evaluation": table},
+        tables={"evaluation": table, "evaluation_by_segment": by_segment},
     )
 
 
@@ -131,7 +131,7 @@ def already_trained(settings: Settings, frame: pd.DataFrame) -> TrainResult | No
 
 
 def _markdown(result: TrainResult) -> str:
-    table = result.table[["ndcg@10", "map@10", "recall@10", "mrr"]].round(4)
+    table = result.table[["ndcg@10", "map@10", "recall@10", "mrr", "coverage@10"]].round(4)
     verdict = "promoted to champion" if result.promoted else "not promoted"
     return (
         f"# Training: ranker v{result.version} ({verdict})\n\n{result.reason}\n\n"
@@ -151,9 +151,9 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
         return reused
     trained = fit(settings, frame, features)
     test = frame[frame["split"] == "test"]
-    table = evaluate_on_test(test, trained, settings.seed)
+    table, by_segment = evaluate_on_test(settings, test, trained, times.test_start)
     champion = champion_on_test(settings, test)
-    run_id, version = log_model(settings, trained, frame, table, times)
+    run_id, version = log_model(settings, trained, frame, table, by_segment, times)
     promoted, reason = gate(settings, version, float(table.loc["xgboost", "ndcg@10"]), champion)
     result = TrainResult(
         version=version,

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
     feature_service: str = Field(default="ranker_v1", description="Feast feature service.")
     seed: int = Field(default=42, description="Seed for sampling and training.")
+    segment_light_min: int = Field(
+        default=10, description="Events before the cut-off from which a user is 'light', not 'new'."
+    )
+    segment_heavy_min: int = Field(
+        default=100, description="Events before the cut-off from which a user is 'heavy'."
+    )
 
     # Model
     model_name: str = Field(default="ranker", description="Registered model name in MLflow.")

@@ -142,18 +142,38 @@ def add_negatives(
     return both.sort_values(["group_id", "sampled", "item_id"], kind="stable", ignore_index=True)
 
 
+def positive_sql(settings: Settings, alias: str = "e") -> str:
+    """SQL predicate: the event counts as relevant (same rule as the labels)."""
+    weights = [t for t, w in settings.label_weights.items() if w > 0]
+    kinds = ", ".join(f"'{t}'" for t in sorted(weights)) or "NULL"
+    return (
+        f"({alias}.event_type IN ({kinds}) OR ({alias}.event_type = 'rating' AND "
+        f"floor(coalesce({alias}.value, 0)) - {float(settings.rating_label_offset)} > 0))"
+    )
+
+
+def _with_request_columns(frame: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """Add ``category`` and the UTC ``event_timestamp`` / ``request_timestamp_s`` Feast needs."""
+    frame = frame.merge(catalogue[["item_id", "category"]], on="item_id", how="left")
+    frame["category"] = frame["category"].fillna("unknown")
+    ts = pd.to_datetime(frame.pop("group_ts")).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    frame["event_timestamp"] = ts
+    frame["request_timestamp_s"] = (ts.astype("int64") // 1_000_000).astype("int64")
+    return frame
+
+
 def build_entity_frame(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     times: SplitTimes,
 ) -> pd.DataFrame:
-    """The entity frame Feast joins features onto: one row per (group, candidate item).
+    """Training and validation rows: one per (query group, candidate item) before the test.
 
     Columns: ``group_id`` (sorted, the XGBoost ``qid``), ``user_id``, ``item_id``,
     ``category``, ``event_timestamp`` (group start, UTC), ``request_timestamp_s``,
-    ``label``, ``sampled`` and ``split``.
+    ``label``, ``sampled`` and ``split`` ('train' before ``valid_start``, else 'valid').
     """
-    groups = interacted_items(con, settings, times.start, times.end)
+    groups = interacted_items(con, settings, times.start, times.test_start)
     groups["group_id"] = groups.groupby(["group_ts", "user_id", "group_key"], sort=True).ngroup()
     rng = np.random.default_rng(settings.seed)
     catalogue = item_catalogue(con, times.valid_start)
@@ -164,17 +184,75 @@ def build_entity_frame(
         settings.negatives_random,
         rng,
     )
-    frame = frame.merge(catalogue[["item_id", "category"]], on="item_id", how="left")
-    frame["category"] = frame["category"].fillna("unknown")
-    ts = pd.to_datetime(frame.pop("group_ts")).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    frame["event_timestamp"] = ts
-    frame["request_timestamp_s"] = (ts.astype("int64") // 1_000_000).astype("int64")
-    naive = ts.dt.tz_localize(None)
-    frame["split"] = np.select(
-        [naive < pd.Timestamp(times.valid_start), naive < pd.Timestamp(times.test_start)],
-        ["train", "valid"],
-        "test",
+    frame = _with_request_columns(frame, catalogue)
+    naive = frame["event_timestamp"].dt.tz_localize(None)
+    frame["split"] = np.where(naive < pd.Timestamp(times.valid_start), "train", "valid")
+    return frame.sort_values(["group_id", "item_id"], ignore_index=True)
+
+
+def build_holdout_frame(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    times: SplitTimes,
+    full_catalogue: bool = False,
+    first_group_id: int = 0,
+) -> pd.DataFrame:
+    """Test queries at the cut-off ``times.test_start``: one per returning user.
+
+    A test query is a user with events before the cut-off and a relevant event in
+    ``[test_start, end)``. Its candidates are every item the user met after the cut-off
+    (graded labels) plus sampled popular and random negatives, or, with
+    ``full_catalogue``, every item known before the cut-off. The query's timestamp is
+    the cut-off itself, so its features come from snapshots taken before it.
+    ``user_history_events`` (events before the cut-off) drives the user segments.
+    """
+    offset = float(settings.rating_label_offset)
+    test = con.execute(
+        f"""
+        WITH history AS (
+            SELECT user_id, count(*) AS user_history_events FROM events
+            WHERE event_timestamp < ?::TIMESTAMP GROUP BY user_id
+        ), labelled AS (
+            SELECT e.user_id, e.item_id,
+                CASE WHEN e.event_type = 'rating'
+                     THEN greatest(0.0, floor(coalesce(e.value, 0)) - {offset})
+                     ELSE w.weight END AS label
+            FROM events e JOIN {_weights_sql(settings.label_weights)} USING (event_type)
+            WHERE e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
+        )
+        SELECT l.user_id, l.item_id, max(l.label) AS label, any_value(h.user_history_events)
+               AS user_history_events
+        FROM labelled l JOIN history h USING (user_id)
+        GROUP BY l.user_id, l.item_id
+        QUALIFY max(max(l.label)) OVER (PARTITION BY l.user_id) > 0
+        ORDER BY l.user_id, l.item_id
+        """,
+        [times.test_start, times.test_start, times.end],
+    ).df()
+    users = test.drop_duplicates("user_id")[["user_id", "user_history_events"]].reset_index(
+        drop=True
     )
+    users["group_id"] = np.arange(first_group_id, first_group_id + len(users))
+    test = test.merge(users[["user_id", "group_id"]], on="user_id")
+    test["group_ts"] = pd.Timestamp(times.test_start)
+    catalogue = item_catalogue(con, times.test_start)
+    if full_catalogue:
+        others = users.merge(catalogue[catalogue["available"]][["item_id"]], how="cross")
+        others = others.assign(label=0.0, sampled=True, group_ts=pd.Timestamp(times.test_start))
+        frame = pd.concat([test.assign(sampled=False), others], ignore_index=True)
+        frame = frame.drop_duplicates(["group_id", "item_id"], keep="first")
+    else:
+        rng = np.random.default_rng(settings.seed + 1)
+        frame = add_negatives(
+            test.drop(columns="user_history_events"),
+            catalogue,
+            settings.negatives_popular,
+            settings.negatives_random,
+            rng,
+        )
+        frame = frame.merge(users[["user_id", "user_history_events"]], on="user_id")
+    frame = _with_request_columns(frame, catalogue)
+    frame["split"] = "test"
     return frame.sort_values(["group_id", "item_id"], ignore_index=True)
 
 
@@ -205,14 +283,30 @@ def build_training_set(
     settings: Settings,
     times: SplitTimes,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Entity frame from the warehouse, features from Feast; returns (frame, feature names)."""
+    """Train / valid groups and the test holdout, features from Feast in one retrieval.
+
+    Returns (frame, feature names); ``split`` tells the parts apart.
+    """
     with warehouse(warehouse_path, read_only=True) as con:
         entities = build_entity_frame(con, settings, times)
+        first_test_id = int(entities["group_id"].max()) + 1 if len(entities) else 0
+        holdout = build_holdout_frame(con, settings, times, first_group_id=first_test_id)
     if entities.empty:
         raise ValueError(
-            f"no query group with a positive label between {times.start} and {times.end}"
+            f"no query group with a positive label between {times.start} and {times.test_start}"
         )
-    frame = historical_features(store, entities, settings.feature_service)
+    if holdout.empty:
+        raise ValueError(
+            f"no returning user with a relevant event between {times.test_start} and {times.end}"
+        )
+    both = pd.concat([entities, holdout], ignore_index=True)
+    return with_features(store, both, settings.feature_service)
+
+
+def with_features(
+    store, entities: pd.DataFrame, service_name: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Feast's point-in-time join of a service's features onto an entity frame."""
+    frame = historical_features(store, entities, service_name)
     frame = frame.sort_values(["group_id", "item_id"], ignore_index=True)
-    features = feature_columns(frame, service_features(store, settings.feature_service))
-    return frame, features
+    return frame, feature_columns(frame, service_features(store, service_name))

@@ -85,3 +85,59 @@ def compare(
         frame = test[["group_id", "label"]].assign(score=values.reindex(test.index).to_numpy())
         rows[name] = ranking_metrics(frame, "score", ks=ks, seed=seed)
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+#: The metrics every report shows, in order.
+REPORT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@20", "map@10", "recall@10", "recall@50", "mrr",
+                  "coverage@10")  # fmt: skip
+
+
+def catalogue_coverage(
+    test: pd.DataFrame, score: pd.Series, k: int = 10, catalogue_size: int | None = None
+) -> float:
+    """Share of the catalogue that appears in at least one query's top ``k``.
+
+    ``catalogue_size`` defaults to the distinct items among the candidates.
+    """
+    frame = test[["group_id", "item_id"]].assign(s=score.reindex(test.index).fillna(-np.inf))
+    top = frame.sort_values(["group_id", "s"], ascending=[True, False]).groupby("group_id").head(k)
+    size = catalogue_size or test["item_id"].nunique()
+    return float(top["item_id"].nunique() / size) if size else 0.0
+
+
+def report(
+    test: pd.DataFrame,
+    scores: dict[str, pd.Series],
+    seed: int = 0,
+    catalogue_size: int | None = None,
+) -> pd.DataFrame:
+    """The standard table: one row per scorer, :data:`REPORT_METRICS` plus ``groups``."""
+    table = compare(test, scores, ks=(5, 10, 20, 50), seed=seed)
+    table["coverage@10"] = [
+        catalogue_coverage(test, scores[name], 10, catalogue_size) for name in table.index
+    ]
+    return table[["groups", *REPORT_METRICS]]
+
+
+def user_segment(history_events: pd.Series, light_min: int, heavy_min: int) -> pd.Series:
+    """'new' (< light_min events before the cut-off), 'light' or 'heavy' (>= heavy_min)."""
+    n = history_events.fillna(0).to_numpy()
+    labels = np.where(n >= heavy_min, "heavy", np.where(n >= light_min, "light", "new"))
+    return pd.Series(labels, index=history_events.index)
+
+
+def report_by_segment(
+    test: pd.DataFrame, scores: dict[str, pd.Series], segments: pd.Series, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`report` per user segment, stacked, with a ``segment`` column first."""
+    parts = []
+    for segment in ("new", "light", "heavy"):
+        mask = segments.reindex(test.index) == segment
+        if not mask.any():
+            continue
+        part = report(test[mask], {n: s[mask[mask].index] for n, s in scores.items()}, seed=seed)
+        parts.append(part.assign(segment=segment))
+    if not parts:
+        return pd.DataFrame(columns=["segment", "groups", *REPORT_METRICS])
+    table = pd.concat(parts)
+    return table[["segment", "groups", *REPORT_METRICS]]
