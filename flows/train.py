@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import dataset, features, holdout, registry, store, train
+from ranking import dataset, features, holdout, quality, registry, store, train
 from ranking.config import Settings
 from ranking.events import event_time_range
 
@@ -73,8 +73,8 @@ def champion_on_test(settings: Settings, test: pd.DataFrame) -> tuple[str | None
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFrame,
-              table: pd.DataFrame, by_segment: pd.DataFrame,
-              times: dataset.SplitTimes) -> tuple[str, str]:  # fmt: skip
+              table: pd.DataFrame, by_segment: pd.DataFrame, times: dataset.SplitTimes,
+              quality_report: quality.QualityReport) -> tuple[str, str]:  # fmt: skip
     summary = dataset.training_set_summary(frame)
     metrics = {f"test_{m}": float(v) for m, v in table.loc["xgboost"].items()}
     metrics |= {f"baseline_{name}_{m}": float(v) for name in table.index if name != "xgboost"
@@ -88,7 +88,10 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         f"{times.test_start:%Y-%m-%d}",
         "training_set_hash": registry.frame_hash(frame),
         "code_version": registry.code_version(),
+        "data_quality": quality_report.summary(),
     }
+    test = frame[frame["split"] == "test"]
+    reference = drift_reference(test, trained, settings)
     return registry.log_and_register(
         settings,
         model=trained.model,
@@ -98,14 +101,66 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         tags=tags,
         example=frame[frame["split"] == "test"],
         importance=train.feature_importance(trained.model, trained.features),
-        tables={"evaluation": table, "evaluation_by_segment": by_segment},
+        tables={
+            "evaluation": table,
+            "evaluation_by_segment": by_segment,
+            "data_quality": quality_report.to_frame(),
+        },
+        frames={"drift_reference": reference},
+    )
+
+
+def drift_reference(
+    test: pd.DataFrame, trained: train.TrainedRanker, settings: Settings
+) -> pd.DataFrame:
+    """A seeded sample of holdout rows (features, category, score): the drift reference."""
+    sample = test.sample(min(len(test), settings.drift_reference_rows), random_state=settings.seed)
+    out = sample[["category", *trained.features]].reset_index(drop=True)
+    out["score"] = train.score(trained.model, sample, trained.features).to_numpy()
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def check_inputs(settings: Settings, as_of_iso: str) -> quality.QualityReport:
+    """Data checks on the events and the feature snapshots, before anything is trained."""
+    as_of = parse_time(as_of_iso, utc_now())
+    return quality.check_events(settings.warehouse_path, as_of, settings.quality) + (
+        quality.check_features(settings.features_dir, settings.quality)
     )
 
 
 @task(cache_policy=NO_CACHE)
-def gate(settings: Settings, version: str, ndcg: float, champion: tuple) -> tuple[bool, str]:
+def check_training_frame(
+    settings: Settings, frame: pd.DataFrame, features: list[str], inputs: quality.QualityReport
+) -> quality.QualityReport:
+    """Checks on the training set; any ``fail`` so far stops the run here, with the list."""
+    report = inputs + quality.check_training_set(frame, settings.quality, features)
+    create_markdown_artifact(
+        f"# Data quality\n\n{report.summary()}\n\n"
+        + report.to_frame()[["target", "check", "level", "observed", "threshold"]].to_markdown(
+            index=False
+        ),
+        key="data-quality",
+        description="Data checks before training",
+    )
+    print(report.summary())
+    report.raise_if_failed()
+    return report
+
+
+@task(cache_policy=NO_CACHE)
+def gate(
+    settings: Settings, version: str, table: pd.DataFrame, champion: tuple
+) -> tuple[bool, str]:
     champion_version, champion_ndcg = champion
-    return registry.promote_if_better(settings, version, ndcg, champion_ndcg, champion_version)
+    return registry.promote_if_better(
+        settings,
+        version,
+        float(table.loc["xgboost", "ndcg@10"]),
+        champion_ndcg,
+        champion_version,
+        baseline_ndcg=float(table.loc["most_popular", "ndcg@10"]),
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -145,7 +200,9 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
     settings = flow_settings(home)
     as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
     times = split(settings, as_of_dt.isoformat())
+    inputs = check_inputs(settings, as_of_dt.isoformat())
     frame, features = training_set(settings, times)
+    quality_report = check_training_frame(settings, frame, features, inputs)
     reused = already_trained(settings, frame)
     if reused is not None:
         return reused
@@ -153,8 +210,8 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
     test = frame[frame["split"] == "test"]
     table, by_segment = evaluate_on_test(settings, test, trained, times.test_start)
     champion = champion_on_test(settings, test)
-    run_id, version = log_model(settings, trained, frame, table, by_segment, times)
-    promoted, reason = gate(settings, version, float(table.loc["xgboost", "ndcg@10"]), champion)
+    run_id, version = log_model(settings, trained, frame, table, by_segment, times, quality_report)
+    promoted, reason = gate(settings, version, table, champion)
     result = TrainResult(
         version=version,
         run_id=run_id,

@@ -14,6 +14,9 @@ from pathlib import Path
 from pydantic import Field, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ranking.drift import DriftThresholds
+from ranking.quality import QualityThresholds
+
 #: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +38,11 @@ class Settings(BaseSettings):
     """Configuration for every stage. Paths are derived from ``home``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RANKING_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RANKING_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
     )
 
     home: Path = Field(
@@ -95,6 +102,23 @@ class Settings(BaseSettings):
     early_stopping_rounds: int = 30
     xgb_device: str = Field(default="cpu", description="XGBoost device: 'cpu' or 'cuda'.")
 
+    # Data quality and drift (nested: e.g. RANKING_QUALITY__FRESHNESS_HOURS__FAIL=96)
+    quality: QualityThresholds = Field(
+        default_factory=QualityThresholds, description="Warn / fail levels of the data checks."
+    )
+    drift: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="Drift thresholds (PSI, KS, JS, chi2)."
+    )
+    drift_reference_rows: int = Field(
+        default=5000, description="Rows of training features and scores kept as drift reference."
+    )
+    monitor_window_days: int = Field(
+        default=1, description="Recent days whose candidates make the 'current' drift sample."
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="A drift breach starts the training flow (monitoring flow)."
+    )
+
     # Serving
     candidate_pool: int = Field(default=500, description="Candidates scored per ranking call.")
 
@@ -144,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
 
     @property
     def event_types(self) -> list[str]:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def log_and_register(
     example: pd.DataFrame,
     importance: pd.Series,
     tables: dict[str, pd.DataFrame],
+    frames: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[str, str]:
     """Log a training run and register its model; returns (run id, model version)."""
     client = client_for(settings)
@@ -118,6 +120,11 @@ def log_and_register(
                         "features.json")  # fmt: skip
         for name, table in tables.items():
             mlflow.log_text(table.to_csv(index=True), f"{name}.csv")
+        for name, frame in (frames or {}).items():  # e.g. the drift reference sample
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{name}.parquet"
+                frame.to_parquet(path, index=False)
+                mlflow.log_artifact(str(path))
         fig = importance_figure(importance)
         mlflow.log_figure(fig, "feature_importance.png")
         plt.close(fig)
@@ -131,10 +138,13 @@ def log_and_register(
             model_format="ubj",
         )
         version = str(info.registered_model_version)
-    for key in ("feature_service", "data_window", "training_set_hash", "code_version"):
-        client.set_model_version_tag(settings.model_name, version, key, tags[key])
+    for key in ("feature_service", "data_window", "training_set_hash", "code_version",
+                "data_quality"):  # fmt: skip
+        if key in tags:
+            client.set_model_version_tag(settings.model_name, version, key, tags[key])
     client.set_model_version_tag(settings.model_name, version, "features", json.dumps(features))
-    for key in ("test_ndcg@10", "baseline_most_popular_ndcg@10"):
+    evaluation = [k for k in metrics if k.startswith("test_")]
+    for key in [*evaluation, "baseline_most_popular_ndcg@10"]:
         if key in metrics:
             client.set_model_version_tag(
                 settings.model_name, version, metric_key(key), f"{metrics[key]:.5f}"
@@ -161,6 +171,17 @@ def evaluation_of(settings: Settings, version: str) -> pd.DataFrame:
     run_id = client.get_model_version(settings.model_name, version).run_id
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation.csv")
     return pd.read_csv(io.StringIO(text), index_col=0)
+
+
+def load_frame_artifact(settings: Settings, version: str, name: str) -> pd.DataFrame:
+    """A Parquet artifact (``<name>.parquet``) logged with a version's training run."""
+    client = client_for(settings)
+    run_id = client.get_model_version(settings.model_name, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{name}.parquet", dst_path=tmp
+        )
+        return pd.read_parquet(path)
 
 
 def load_version(settings: Settings, version: str) -> Champion:
@@ -192,22 +213,69 @@ def load_champion(settings: Settings) -> Champion | None:
     )
 
 
+CHALLENGER = "challenger"
+#: Registered-model tag: JSON list of the versions that were champion, oldest first.
+HISTORY_TAG = "champion_history"
+
+
+def _history(client: MlflowClient, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def set_champion(settings: Settings, version: str, reason: str) -> None:
+    """Point ``champion`` at ``version`` and record why, in the version and the history.
+
+    Moving an alias is one registry write: a reader resolving ``@champion`` meanwhile
+    gets the old version or the new one, never nothing.
+    """
+    client = client_for(settings)
+    name = settings.model_name
+    client.set_registered_model_alias(name, CHAMPION, version)
+    history = _history(client, name)
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(name, version, "promotion", reason)
+    try:  # a champion is no longer a challenger
+        if str(client.get_model_version_by_alias(name, CHALLENGER).version) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    except MlflowException:
+        pass
+
+
 def promote_if_better(
     settings: Settings,
     version: str,
     challenger_ndcg: float,
     champion_ndcg: float | None,
     champion_version: str | None,
+    baseline_ndcg: float | None = None,
+    quality_failed: str | None = None,
 ) -> tuple[bool, str]:
-    """Give ``version`` the ``champion`` alias if there is none or it wins by the margin.
+    """The gate: make ``version`` champion, or give it ``challenger`` and say why not.
 
-    Both scores must come from the same test set. Returns (promoted, reason); the
-    reason is also set as a tag on the version.
+    A version is promoted when the data checks passed (``quality_failed`` is None) and
+    either there is no champion and it beats the most-popular baseline
+    (``baseline_ndcg``, when given), or it beats the champion's NDCG@10 on the same
+    holdout by more than ``promotion_margin``. Returns (promoted, reason); the reason is
+    tagged on the version.
     """
     client = client_for(settings)
     margin = settings.promotion_margin
-    if champion_version is None:
-        promoted, reason = True, "no champion yet"
+    if quality_failed:
+        promoted, reason = False, f"data checks failed: {quality_failed}"
+    elif champion_version is None:
+        if baseline_ndcg is not None and challenger_ndcg <= baseline_ndcg:
+            promoted = False
+            reason = (
+                f"no champion yet, but NDCG@10 {challenger_ndcg:.4f} does not beat the "
+                f"most-popular baseline {baseline_ndcg:.4f}"
+            )
+        else:
+            promoted, reason = True, "no champion yet"
+            if baseline_ndcg is not None:
+                reason += f"; NDCG@10 {challenger_ndcg:.4f} beats most-popular {baseline_ndcg:.4f}"
     elif champion_ndcg is None:
         promoted = False
         reason = f"champion v{champion_version} cannot be scored on this test set; kept"
@@ -224,10 +292,80 @@ def promote_if_better(
             f"{champion_ndcg:.4f} by more than {margin}"
         )
     if promoted:
-        # One registry write: readers see the old or the new champion, never neither.
-        client.set_registered_model_alias(settings.model_name, CHAMPION, version)
-    client.set_model_version_tag(settings.model_name, version, "promotion", reason)
+        set_champion(settings, version, reason)
+    else:
+        client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
+        client.set_model_version_tag(settings.model_name, version, "promotion", reason)
     return promoted, reason
+
+
+def promote(settings: Settings, version: str, reason: str) -> None:
+    """Make ``version`` champion by hand; the reason is recorded on the version."""
+    client = client_for(settings)
+    client.get_model_version(settings.model_name, version)  # raises for an unknown version
+    set_champion(settings, version, f"promoted by hand: {reason}")
+
+
+def rollback(settings: Settings, reason: str) -> tuple[str, str]:
+    """Move ``champion`` back to the previous champion; returns (from, to) versions."""
+    client = client_for(settings)
+    name = settings.model_name
+    current = current_champion_version(client, name)
+    history = _history(client, name)
+    if current is None:
+        raise ValueError(f"model {name!r} has no champion to roll back")
+    while history and history[-1] == current:
+        history.pop()
+    if not history:
+        raise ValueError(f"champion v{current} is the first champion: nothing to roll back to")
+    previous = history[-1]
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(name, current, "rolled_back", reason)
+    client.set_model_version_tag(name, previous, "promotion", f"restored by rollback: {reason}")
+    return current, previous
+
+
+def list_versions(settings: Settings) -> pd.DataFrame:
+    """Every registered version with its aliases, test metrics and promotion reason."""
+    client = client_for(settings)
+    rows = []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(settings.model_name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    for mv in client.search_model_versions(f"name = '{settings.model_name}'"):
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": ",".join(sorted(aliases.get(str(mv.version), []))),
+                "created": pd.Timestamp(mv.creation_timestamp, unit="ms"),
+                "ndcg@10": float(mv.tags.get(metric_key("test_ndcg@10"), "nan")),
+                "baseline ndcg@10": float(
+                    mv.tags.get(metric_key("baseline_most_popular_ndcg@10"), "nan")
+                ),
+                "feature_service": mv.tags.get("feature_service", ""),
+                "data_quality": mv.tags.get("data_quality", ""),
+                "promotion": mv.tags.get("promotion", ""),
+            }
+        )
+    columns = ["version", "aliases", "created", "ndcg@10", "baseline ndcg@10",
+               "feature_service", "data_quality", "promotion"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).sort_values("version", ignore_index=True)
+
+
+def describe_version(settings: Settings, version: str) -> dict[str, object]:
+    """A version's aliases, tags and its training run's metrics and parameters."""
+    client = client_for(settings)
+    mv = client.get_model_version(settings.model_name, version)
+    run = client.get_run(mv.run_id)
+    return {
+        "version": str(mv.version),
+        "aliases": sorted(mv.aliases),
+        "run_id": mv.run_id,
+        "tags": dict(sorted(mv.tags.items())),
+        "metrics": dict(sorted(run.data.metrics.items())),
+        "params": dict(sorted(run.data.params.items())),
+    }
 
 
 def champion_ndcg_on(

@@ -19,7 +19,8 @@ def _frame(seed: int, groups: int = 40) -> pd.DataFrame:
     return frame
 
 
-def _register(settings: Settings, seed: int) -> str:
+def _log_real_version(settings: Settings, seed: int) -> str:
+    """Train and log a tiny ranker through the real path (``log_and_register``)."""
     frame = _frame(seed)
     trained = train.train_ranker(frame, _frame(seed + 100), ["f1", "f2"], settings)
     _, version = registry.log_and_register(
@@ -39,6 +40,18 @@ def _register(settings: Settings, seed: int) -> str:
         tables={"evaluation": pd.DataFrame({"ndcg@10": [0.5]}, index=["xgboost"])},
     )
     return version
+
+
+def _register(settings: Settings, seed: int) -> str:
+    """Another version of the first logged model (cheap: no new training or upload)."""
+    client = registry.client_for(settings)
+    try:
+        first = client.get_model_version(settings.model_name, "1")
+    except Exception:  # noqa: BLE001 - no model yet: log the first one for real
+        return _log_real_version(settings, seed)
+    tags = first.tags | {"training_set_hash": str(seed)}
+    mv = client.create_model_version(settings.model_name, first.source, first.run_id, tags)
+    return str(mv.version)
 
 
 @pytest.fixture
@@ -71,3 +84,68 @@ def test_reuse_lookup_matches_hash_and_code(gated) -> None:
     assert registry.version_trained_on(gated, "7", "other-commit") is None
     assert registry.version_trained_on(gated, "8", "test") is None
     assert registry.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
+
+
+def test_losers_become_challenger_and_the_first_must_beat_the_baseline(gated) -> None:
+    client = registry.client_for(gated)
+    v1 = _register(gated, 11)
+    promoted, reason = registry.promote_if_better(gated, v1, 0.40, None, None, baseline_ndcg=0.45)
+    assert not promoted and "most-popular" in reason
+    assert registry.load_champion(gated) is None
+    assert str(client.get_model_version_by_alias(gated.model_name, "challenger").version) == v1
+    v2 = _register(gated, 12)
+    promoted, _ = registry.promote_if_better(gated, v2, 0.50, None, None, baseline_ndcg=0.45)
+    assert promoted and registry.load_champion(gated).version == v2
+    v3 = _register(gated, 13)
+    promoted, reason = registry.promote_if_better(
+        gated, v3, 0.90, 0.50, v2, quality_failed="events/freshness_hours"
+    )
+    assert not promoted and "data checks failed" in reason
+    assert registry.load_champion(gated).version == v2
+
+
+def test_manual_promotion_and_rollback_walk_the_champion_history(gated) -> None:
+    v1, v2, v3 = (_register(gated, s) for s in (21, 22, 23))
+    registry.promote(gated, v1, "first")
+    registry.promote(gated, v2, "looked better offline")
+    registry.promote(gated, v3, "hotfix")
+    assert registry.rollback(gated, "v3 broke the feed") == (v3, v2)
+    assert registry.load_champion(gated).version == v2
+    assert registry.rollback(gated, "v2 too") == (v2, v1)
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        registry.rollback(gated, "no more")
+    listed = registry.list_versions(gated)
+    assert list(listed["version"]) == [1, 2, 3]
+    assert listed.set_index("version").loc[int(v1), "aliases"] == "champion"
+    shown = registry.describe_version(gated, v3)
+    assert shown["tags"]["rolled_back"] == "v3 broke the feed"
+    assert "promoted by hand: hotfix" in shown["tags"]["promotion"]
+
+
+def test_a_reader_of_the_alias_never_fails_during_promotions(gated) -> None:
+    import threading
+
+    versions = [_register(gated, s) for s in (31, 32)]
+    registry.promote(gated, versions[0], "start")
+    failures: list[Exception] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        client = registry.client_for(gated)
+        while not stop.is_set():
+            try:
+                seen.add(
+                    str(client.get_model_version_by_alias(gated.model_name, "champion").version)
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure is what we look for
+                failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(20):
+        registry.promote(gated, versions[i % 2], f"flip {i}")
+    stop.set()
+    reader.join()
+    assert not failures
+    assert seen <= set(versions) and seen
