@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ranking.config import Settings, get_settings
+from ranking.dataset import floor_to
+
+__all__ = ["floor_to", "flow_settings", "parse_time", "utc_now"]
 
 
 def flow_settings(home: str | None = None) -> Settings:
@@ -28,9 +31,3 @@ def parse_time(value: str | datetime | None, default: datetime) -> datetime:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
-
-
-def floor_to(moment: datetime, every_s: float) -> datetime:
-    """``moment`` rounded down to a multiple of ``every_s`` seconds since the epoch."""
-    epoch = moment.replace(tzinfo=UTC).timestamp()
-    return datetime.fromtimestamp(epoch - epoch % every_s, UTC).replace(tzinfo=None)

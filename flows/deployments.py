@@ -1,6 +1,7 @@
 """Scheduled deployments, served by one long-running process (``ranking schedule``).
 
-Features refresh hourly and the ranker retrains daily (cron, UTC). ``prefect deployment
+Features refresh hourly, the ranker retrains daily and drift is checked hourly (cron,
+UTC); a drift breach starts a training run. ``prefect deployment
 run 'build-features/features-hourly'`` starts one run by hand while this is serving.
 """
 
@@ -9,13 +10,19 @@ from __future__ import annotations
 from prefect import serve
 
 from flows.features import features_flow
+from flows.monitor import monitor_flow
 from flows.train import train_flow
 
 FEATURES_CRON = "0 * * * *"
 TRAINING_CRON = "0 2 * * *"
+MONITOR_CRON = "30 * * * *"
 
 
-def deployments(features_cron: str = FEATURES_CRON, training_cron: str = TRAINING_CRON) -> list:
+def deployments(
+    features_cron: str = FEATURES_CRON,
+    training_cron: str = TRAINING_CRON,
+    monitor_cron: str = MONITOR_CRON,
+) -> list:
     """The platform's deployments with their schedules."""
     return [
         features_flow.to_deployment(
@@ -24,12 +31,19 @@ def deployments(features_cron: str = FEATURES_CRON, training_cron: str = TRAININ
         train_flow.to_deployment(
             name="training-daily", cron=training_cron, tags=["ranking", "training"]
         ),
+        monitor_flow.to_deployment(
+            name="monitor-hourly", cron=monitor_cron, tags=["ranking", "monitoring"]
+        ),
     ]
 
 
-def serve_all(features_cron: str = FEATURES_CRON, training_cron: str = TRAINING_CRON) -> None:
+def serve_all(
+    features_cron: str = FEATURES_CRON,
+    training_cron: str = TRAINING_CRON,
+    monitor_cron: str = MONITOR_CRON,
+) -> None:
     """Register the deployments and run them on schedule until interrupted."""
-    serve(*deployments(features_cron, training_cron))
+    serve(*deployments(features_cron, training_cron, monitor_cron))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import dataset, features, holdout, quality, registry, store, train
+from ranking import dataset, holdout, monitor, quality, registry, store, train
 from ranking.config import Settings
-from ranking.events import event_time_range
 
 
 @dataclass
@@ -31,16 +30,7 @@ class TrainResult:
 
 @task(cache_policy=NO_CACHE)
 def split(settings: Settings, as_of_iso: str) -> dataset.SplitTimes:
-    span = event_time_range(settings.warehouse_path)
-    if span is None:
-        raise ValueError("the warehouse holds no events: run ingestion first")
-    as_of = parse_time(as_of_iso, utc_now())
-    first_snapshot = floor_to(span[0], settings.snapshot_every.total_seconds())
-    first_snapshot += settings.snapshot_every
-    window_start = features.first_snapshot(as_of, settings.history_days)
-    if window_start is not None:
-        first_snapshot = max(first_snapshot, window_start)
-    return dataset.split_times(first_snapshot, as_of, settings.valid_days, settings.test_days)
+    return dataset.split_for(settings, parse_time(as_of_iso, utc_now()))
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -90,8 +80,7 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         "code_version": registry.code_version(),
         "data_quality": quality_report.summary(),
     }
-    test = frame[frame["split"] == "test"]
-    reference = drift_reference(test, trained, settings)
+    reference = drift_reference(frame[frame["split"] == "valid"], trained, settings)
     return registry.log_and_register(
         settings,
         model=trained.model,
@@ -111,13 +100,11 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
 
 
 def drift_reference(
-    test: pd.DataFrame, trained: train.TrainedRanker, settings: Settings
+    valid: pd.DataFrame, trained: train.TrainedRanker, settings: Settings
 ) -> pd.DataFrame:
-    """A seeded sample of holdout rows (features, category, score): the drift reference."""
-    sample = test.sample(min(len(test), settings.drift_reference_rows), random_state=settings.seed)
-    out = sample[["category", *trained.features]].reset_index(drop=True)
-    out["score"] = train.score(trained.model, sample, trained.features).to_numpy()
-    return out
+    """The drift reference: validation rows (the newest built like serving-time rows)."""
+    return monitor.reference_sample(valid, trained.model, trained.features,
+                                    settings.drift_reference_rows, settings.seed)  # fmt: skip
 
 
 @task(cache_policy=NO_CACHE)

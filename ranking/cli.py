@@ -187,13 +187,141 @@ def _print_ranked(ranked) -> None:
 def schedule(
     features_cron: str = typer.Option("0 * * * *", help="Cron for the features flow (UTC)."),
     training_cron: str = typer.Option("0 2 * * *", help="Cron for the training flow (UTC)."),
+    monitor_cron: str = typer.Option("30 * * * *", help="Cron for the drift monitor (UTC)."),
     home: Path = HomeOption,
 ) -> None:
-    """Serve the scheduled deployments (features hourly, training daily) until Ctrl-C."""
+    """Serve the deployments (features hourly, training daily, drift hourly) until Ctrl-C."""
     from flows.deployments import serve_all
 
     _settings(home)
-    serve_all(features_cron, training_cron)
+    serve_all(features_cron, training_cron, monitor_cron)
+
+
+@app.command()
+def evaluate(
+    as_of: str = typer.Option(None, help="Cut-off for the holdout end (ISO); default now."),
+    full_catalogue: bool = typer.Option(
+        False, "--full-catalogue", help="Rank every available item, not sampled candidates."
+    ),
+    home: Path = HomeOption,
+) -> None:
+    """The evaluation table for the current champion and every baseline, same holdout."""
+    from ranking import dataset, holdout, registry, store, train
+
+    settings = _settings(home)
+    if not settings.warehouse_path.exists():
+        _fail(f"no warehouse at {settings.warehouse_path}: run `ranking demo` or `ranking ingest`")
+    champion = registry.load_champion(settings)
+    if champion is None:
+        _fail(f"model {settings.model_name!r} has no champion yet: run `ranking train`")
+    cadence = settings.snapshot_every.total_seconds()
+    moment = dataset.floor_to(datetime.fromisoformat(as_of) if as_of else _now(), cadence)
+    times = dataset.split_for(settings, moment)
+    fs = store.get_store(settings)
+    test, _ = holdout.holdout_with_features(settings, fs, times, full_catalogue=full_catalogue)
+    name = f"champion v{champion.version}"
+    scores = {name: train.score(champion.model, test, champion.features)}
+    table, by_segment = holdout.evaluation_tables(settings, test, scores, times.test_start)
+    console.print(
+        f"Holdout: users active from {times.test_start:%Y-%m-%d %H:%M} to "
+        f"{times.end:%Y-%m-%d %H:%M} with history before; {int(table['groups'].iloc[0])} "
+        f"queries, {'full catalogue' if full_catalogue else 'sampled candidates'}"
+    )
+    _print_frame(table.drop(columns="groups"), "Champion and baselines")
+    _print_frame(by_segment.reset_index(names="model"), "By user segment")
+
+
+def _print_frame(frame, title: str) -> None:
+    table = Table(title=title)
+    columns = [c for c in frame.columns]
+    table.add_column("" if frame.index.name is None else str(frame.index.name))
+    for col in columns:
+        table.add_column(str(col), justify="right")
+    for idx, row in frame.iterrows():
+        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        table.add_row(str(idx), *cells)
+    console.print(table)
+
+
+@app.command()
+def monitor(
+    as_of: str = typer.Option(None, help="End of the monitored window (ISO); default now."),
+    home: Path = HomeOption,
+) -> None:
+    """Drift of the champion's features and scores (Prefect flow); a breach can retrain."""
+    from flows.monitor import monitor_flow
+
+    settings = _settings(home)
+    result = monitor_flow(as_of=as_of, home=str(settings.home))
+    console.print(f"drift: {result.status} {result.counts}")
+    if result.html_path:
+        console.print(f"report: {result.html_path}", soft_wrap=True)
+        console.print(f"json:   {result.json_path}", soft_wrap=True)
+    if result.retrained is not None:
+        console.print(f"retrained: ranker v{result.retrained.version}: {result.retrained.reason}")
+
+
+models_app = typer.Typer(help="Registered model versions: list, show, promote, rollback.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(home: Path = HomeOption) -> None:
+    """Every version with its aliases, test NDCG@10 and promotion reason."""
+    from ranking.registry import list_versions
+
+    versions = list_versions(_settings(home))
+    if versions.empty:
+        console.print("no registered versions yet")
+        return
+    _print_frame(versions.set_index("version").drop(columns="created"), "Model versions")
+
+
+@models_app.command("show")
+def models_show(version: str, home: Path = HomeOption) -> None:
+    """A version's aliases, tags, metrics and parameters."""
+    from mlflow.exceptions import MlflowException
+
+    from ranking.registry import describe_version
+
+    try:
+        info = describe_version(_settings(home), version)
+    except MlflowException:
+        _fail(f"no version {version} of the model")
+    console.print_json(json.dumps(info, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str,
+    reason: str = typer.Option(..., "--reason", help="Why (recorded on the version)."),
+    home: Path = HomeOption,
+) -> None:
+    """Make VERSION the champion by hand."""
+    from mlflow.exceptions import MlflowException
+
+    from ranking.registry import promote
+
+    try:
+        promote(_settings(home), version, reason)
+    except MlflowException:
+        _fail(f"no version {version} of the model")
+    console.print(f"champion -> v{version} ({reason})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: str = typer.Option(..., "--reason", help="Why (recorded on both versions)."),
+    home: Path = HomeOption,
+) -> None:
+    """Move champion back to the previous champion."""
+    from ranking.registry import rollback
+
+    try:
+        old, new = rollback(_settings(home), reason)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"champion v{old} -> v{new} ({reason})")
 
 
 def ui_commands(settings: Settings) -> dict[str, str]:
@@ -295,6 +423,7 @@ def quiet_libraries() -> None:
     for category in (DeprecationWarning, FutureWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("feast").setLevel(logging.ERROR)
 
 

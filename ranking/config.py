@@ -113,7 +113,14 @@ class Settings(BaseSettings):
         default=5000, description="Rows of training features and scores kept as drift reference."
     )
     monitor_window_days: int = Field(
-        default=1, description="Recent days whose candidates make the 'current' drift sample."
+        default=7,
+        description="Recent days whose candidates make the 'current' drift sample; as long "
+        "as the validation window the reference comes from, so weekdays compare like with like.",
+    )
+    drift_trending_features: list[str] = Field(
+        default_factory=lambda: ["*_all", "item_age_days"],
+        description="Patterns of features that grow with time by construction (all-history "
+        "counts, ages): their drift is reported but never more than 'warn'.",
     )
     retrain_on_drift: bool = Field(
         default=True, description="A drift breach starts the training flow (monitoring flow)."

@@ -10,7 +10,7 @@ sampled negatives: popular items and random items. Labels are graded by event ty
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ranking.config import Settings
-from ranking.events import warehouse
+from ranking.events import event_time_range, warehouse
 from ranking.store import historical_features, service_features
 
 SPLITS = ("train", "valid", "test")
@@ -44,6 +44,27 @@ def split_times(start: datetime, end: datetime, valid_days: int, test_days: int)
             f"and {test_days} test days"
         )
     return SplitTimes(start, valid_start, test_start, end)
+
+
+def floor_to(moment: datetime, every_s: float) -> datetime:
+    """``moment`` (naive UTC) rounded down to a multiple of ``every_s`` seconds since 1970."""
+    epoch = moment.replace(tzinfo=UTC).timestamp()
+    return datetime.fromtimestamp(epoch - epoch % every_s, UTC).replace(tzinfo=None)
+
+
+def split_for(settings: Settings, as_of: datetime) -> SplitTimes:
+    """The train / validation / test times for a run at ``as_of`` on this warehouse.
+
+    Training starts at the first snapshot: one cadence after the first event, or the
+    start of the ``history_days`` window when that is later.
+    """
+    span = event_time_range(settings.warehouse_path)
+    if span is None:
+        raise ValueError("the warehouse holds no events: run ingestion first")
+    first = floor_to(span[0], settings.snapshot_every.total_seconds()) + settings.snapshot_every
+    if settings.history_days is not None:
+        first = max(first, as_of - timedelta(days=settings.history_days))
+    return split_times(first, as_of, settings.valid_days, settings.test_days)
 
 
 def _weights_sql(weights: dict[str, float]) -> str:
@@ -152,7 +173,7 @@ def positive_sql(settings: Settings, alias: str = "e") -> str:
     )
 
 
-def _with_request_columns(frame: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+def with_request_columns(frame: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
     """Add ``category`` and the UTC ``event_timestamp`` / ``request_timestamp_s`` Feast needs."""
     frame = frame.merge(catalogue[["item_id", "category"]], on="item_id", how="left")
     frame["category"] = frame["category"].fillna("unknown")
@@ -184,7 +205,7 @@ def build_entity_frame(
         settings.negatives_random,
         rng,
     )
-    frame = _with_request_columns(frame, catalogue)
+    frame = with_request_columns(frame, catalogue)
     naive = frame["event_timestamp"].dt.tz_localize(None)
     frame["split"] = np.where(naive < pd.Timestamp(times.valid_start), "train", "valid")
     return frame.sort_values(["group_id", "item_id"], ignore_index=True)
@@ -251,7 +272,7 @@ def build_holdout_frame(
             rng,
         )
         frame = frame.merge(users[["user_id", "user_history_events"]], on="user_id")
-    frame = _with_request_columns(frame, catalogue)
+    frame = with_request_columns(frame, catalogue)
     frame["split"] = "test"
     return frame.sort_values(["group_id", "item_id"], ignore_index=True)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import mlflow
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.loop import ranking_loop
+from flows.monitor import monitor_flow
 from ranking import registry, store, synth
 from ranking.cli import _rank, _sample_user
 from ranking.config import get_settings
@@ -102,3 +106,46 @@ def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     )
     client = registry.client_for(settings)
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
+
+
+def test_version_carries_data_quality_and_a_drift_reference(loop_run) -> None:
+    settings, _, result = loop_run
+    tags = (
+        registry.client_for(settings)
+        .get_model_version(settings.model_name, result.training.version)
+        .tags
+    )
+    assert tags["data_quality"].startswith("data quality ")
+    assert "fail" in tags["data_quality"]  # counts are spelled out, e.g. "0 fail"
+    reference = registry.load_frame_artifact(settings, result.training.version, "drift_reference")
+    assert {"category", "score", "user_clicks_7d"} <= set(reference.columns)
+    assert 0 < len(reference) <= settings.drift_reference_rows
+
+
+def test_monitor_writes_reports_and_logs_against_the_champion(loop_run) -> None:
+    settings, _, result = loop_run
+    outcome = monitor_flow(as_of=END.isoformat(), home=str(settings.home))
+    assert outcome.model_version == result.training.version
+    assert outcome.status in {"ok", "warn", "breach", "not enough data"}
+    report = json.loads(Path(outcome.json_path).read_text())
+    names = {f["name"] for f in report["features"]}
+    assert {"score", "category", "user_clicks_7d"} <= names
+    assert sum(outcome.counts.values()) == len(report["features"])
+    assert Path(outcome.html_path).read_text().startswith("<!DOCTYPE html>")
+    client = registry.client_for(settings)
+    experiment = client.get_experiment_by_name("ranking-monitoring")
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and runs[0].data.tags["model_version"] == result.training.version
+
+
+def test_a_drift_breach_starts_the_training_flow(loop_run, monkeypatch) -> None:
+    settings, _, result = loop_run
+    # Thresholds so tight that ordinary week-to-week noise breaches them.
+    monkeypatch.setenv("RANKING_DRIFT", json.dumps({
+        "psi_warn": 1e-6, "psi_fail": 2e-6, "ks_pvalue": 0.999, "js_warn": 1e-6,
+        "js_fail": 2e-6, "chi2_pvalue": 0.999, "min_samples": 5}))  # fmt: skip
+    monkeypatch.setenv("RANKING_DRIFT_TRENDING_FEATURES", "[]")
+    outcome = monitor_flow(as_of=END.isoformat(), home=str(settings.home))
+    assert outcome.status == "breach"
+    assert outcome.retrained is not None  # the training flow ran
+    assert outcome.retrained.champion_version == result.training.version
