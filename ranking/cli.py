@@ -24,7 +24,8 @@ from ranking.config import Settings, get_settings
 app = typer.Typer(
     help="Personalization ranking: features, training, serving.", no_args_is_help=True
 )
-console = Console()
+# Piped output (CI logs, files) gets room for the wide metric tables.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _settings(home: Path | None) -> Settings:
@@ -228,7 +229,7 @@ def evaluate(
         f"queries, {'full catalogue' if full_catalogue else 'sampled candidates'}"
     )
     _print_frame(table.drop(columns="groups"), "Champion and baselines")
-    _print_frame(by_segment.reset_index(names="model"), "By user segment")
+    _print_frame(by_segment.rename_axis("model"), "By user segment")
 
 
 def _print_frame(frame, title: str) -> None:
@@ -238,7 +239,12 @@ def _print_frame(frame, title: str) -> None:
     for col in columns:
         table.add_column(str(col), justify="right")
     for idx, row in frame.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        cells = [
+            (f"{v:,.0f}" if float(v).is_integer() and abs(v) >= 1 else f"{v:.4f}")
+            if isinstance(v, float)
+            else str(v)
+            for v in row.tolist()
+        ]
         table.add_row(str(idx), *cells)
     console.print(table)
 

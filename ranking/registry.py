@@ -344,7 +344,7 @@ def list_versions(settings: Settings) -> pd.DataFrame:
                     mv.tags.get(metric_key("baseline_most_popular_ndcg@10"), "nan")
                 ),
                 "feature_service": mv.tags.get("feature_service", ""),
-                "data_quality": mv.tags.get("data_quality", ""),
+                "data_quality": mv.tags.get("data_quality", "").split(":")[0],
                 "promotion": mv.tags.get("promotion", ""),
             }
         )
