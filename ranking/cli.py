@@ -43,7 +43,7 @@ HomeOption = typer.Option(None, "--home", envvar="RANKING_HOME", help="Home fold
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 

@@ -110,8 +110,9 @@ def item_catalogue(con: duckdb.DuckDBPyConnection, before: datetime) -> pd.DataF
     """Items with their primary category and positive-interaction count before ``before``."""
     return con.execute(
         """
-        WITH known AS (
-            SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events
+        WITH known AS (  -- items that existed before ``before``: nothing from the future
+            SELECT item_id FROM items WHERE created_at IS NULL OR created_at < ?::TIMESTAMP
+            UNION SELECT DISTINCT item_id FROM events WHERE event_timestamp < ?::TIMESTAMP
         ), pop AS (
             SELECT item_id, count(*) AS popularity FROM events
             WHERE event_timestamp < ?::TIMESTAMP
@@ -123,7 +124,7 @@ def item_catalogue(con: duckdb.DuckDBPyConnection, before: datetime) -> pd.DataF
         FROM known k LEFT JOIN items i USING (item_id) LEFT JOIN pop p USING (item_id)
         ORDER BY k.item_id
         """,
-        [before],
+        [before, before, before],
     ).df()
 
 

@@ -176,8 +176,8 @@ def _timestamp_expr(col: str, dtype: str) -> str:
     # Unix seconds, or milliseconds when the number is too large to be seconds.
     epoch = (
         f"CASE WHEN regexp_full_match({text}, '[0-9]+(\\.[0-9]+)?') THEN "
-        f"(to_timestamp(CASE WHEN {text}::DOUBLE > 1e11 THEN {text}::DOUBLE / 1000 "
-        f"ELSE {text}::DOUBLE END) AT TIME ZONE 'UTC')::TIMESTAMP END"
+        f"(try(to_timestamp(CASE WHEN {text}::DOUBLE > 1e11 THEN {text}::DOUBLE / 1000 "
+        f"ELSE {text}::DOUBLE END)) AT TIME ZONE 'UTC')::TIMESTAMP END"
     )
     return f"coalesce(({epoch}), (try_cast({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP)"
 

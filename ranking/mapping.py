@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ranking.events import (
     EVENT_COLUMNS,
@@ -43,6 +43,8 @@ def _quote(value: str) -> str:
 class TableMapping(BaseModel):
     """How one source table's columns become contract columns."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     columns: dict[str, str | int] = Field(
         description="Contract column -> source column name, or 0-based position without header."
     )
@@ -56,6 +58,8 @@ class TableMapping(BaseModel):
     @classmethod
     def _source_names_are_plain(cls, value: dict[str, str | int]) -> dict[str, str | int]:
         for target, source in value.items():
+            if isinstance(source, int) and source < 0:
+                raise ValueError(f"column {target!r}: position {source} is negative")
             if isinstance(source, str) and not _IDENTIFIER.fullmatch(source):
                 raise ValueError(f"column {target!r}: source name {source!r} is not a plain name")
         return value
@@ -65,8 +69,10 @@ class TableMapping(BaseModel):
         source = self.columns.get(target)
         if source is None:
             return None
-        name = f"column{source}" if isinstance(source, int) else str(source)
-        return '"' + name.replace('"', '""') + '"'
+        if isinstance(source, int):
+            # DuckDB's positional reference: robust to how it names header-less columns.
+            return f"#{source + 1}"
+        return '"' + str(source).replace('"', '""') + '"'
 
 
 class EventsMapping(TableMapping):
@@ -87,6 +93,8 @@ class ItemsMapping(TableMapping):
 class SourceMapping(BaseModel):
     """A whole source: its events and, optionally, its items."""
 
+    model_config = ConfigDict(extra="forbid")
+
     events: EventsMapping
     items: ItemsMapping | None = None
 
@@ -96,7 +104,8 @@ class SourceMapping(BaseModel):
         try:
             raw = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise IngestError(f"{path}: cannot read the mapping: {exc}") from None
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise IngestError(f"{path}: cannot read the mapping: {first_line}") from None
         try:
             mapping = cls.model_validate(raw)
         except ValidationError as exc:
@@ -104,7 +113,10 @@ class SourceMapping(BaseModel):
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
             raise IngestError(f"{path}: invalid mapping: {problems}") from None
-        mapping.check()
+        try:
+            mapping.check()
+        except IngestError as exc:
+            raise IngestError(f"{path}: {exc}") from None
         return mapping
 
     def check(self) -> None:
@@ -148,7 +160,7 @@ def _timestamp(column: str, unit: str) -> str:
         return column
     divisor = "1000.0" if unit == "ms" else "1.0"
     converted = (
-        f"strftime(to_timestamp(try_cast({column} AS DOUBLE) / {divisor}) AT TIME ZONE 'UTC', "
+        f"strftime(try(to_timestamp(try_cast({column} AS DOUBLE) / {divisor})) AT TIME ZONE 'UTC', "
         "'%Y-%m-%dT%H:%M:%S.%f')"
     )
     return f"coalesce({converted}, {column}::VARCHAR)"  # unparseable stays, to be quarantined

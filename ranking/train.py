@@ -79,7 +79,6 @@ def lightgbm_params(settings: Settings) -> dict:
     return {
         "objective": "lambdarank",
         "metric": "ndcg",
-        "eval_at": [10],
         "n_estimators": settings.n_estimators,
         "learning_rate": settings.learning_rate,
         "num_leaves": 2 ** min(settings.max_depth, 10) - 1,
@@ -111,8 +110,10 @@ def train_lightgbm(
         x,
         y.astype(int),
         group=_group_sizes(qid),
-        eval_set=[(xv, yv.astype(int))],
+        eval_X=(xv,),
+        eval_y=(yv.astype(int),),
         eval_group=[_group_sizes(qv)],
+        eval_at=[10],  # early stopping on validation NDCG@10, as for XGBoost
         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
     )
     best = int(model.best_iteration_ or params["n_estimators"])

@@ -1,0 +1,192 @@
+"""Test queries at the cut-off, training rows before it, and the LightGBM peer model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ranking import dataset, evaluate, train
+from ranking.config import Settings
+from ranking.events import ingest, warehouse
+from tests.conftest import NOW
+
+TIMES = dataset.split_times(datetime(2026, 2, 1), datetime(2026, 3, 1), valid_days=5, test_days=5)
+# train [02-01, 02-19), valid [02-19, 02-24), test [02-24, 03-01)
+
+ITEMS = """\
+item_id,category,available
+i1,a,true
+i2,a,true
+i3,b,true
+i4,b,true
+i5,c,true
+i6,c,false
+"""
+
+EVENTS = """\
+user_id,item_id,event_type,event_timestamp,value
+ua,i1,click,2026-02-10T09:00:00,
+ua,i2,purchase,2026-02-25T09:00:00,
+ua,i3,view,2026-02-25T09:05:00,
+ub,i1,view,2026-02-10T10:00:00,
+ub,i2,view,2026-02-26T10:00:00,
+uc,i7,click,2026-02-25T11:00:00,
+ud,i2,click,2026-02-20T12:00:00,
+ud,i3,view,2026-02-21T12:00:00,
+ud,i1,click,2026-02-24T00:00:00,
+ud,i4,rating,2026-02-26T12:00:00,5
+ud,i6,click,2026-02-27T12:00:00,
+ue,i3,click,2026-02-12T13:00:00,
+ue,i3,click,2026-03-01T00:00:00,
+uf,i5,click,2026-02-15T14:00:00,
+uf,i5,rating,2026-02-26T14:00:00,2
+"""
+# ua: history, then a purchase after the cut-off            -> a test query
+# ub: history, but only a view after the cut-off              -> not a query
+# uc: nothing before the cut-off (and i7 exists only after it) -> not a query
+# ud: history, a click exactly at the cut-off, a 5-star rating -> a test query
+# ue: its second click is at `end`, outside the test window   -> not a query
+# uf: history, a 2-star rating after the cut-off (label 0)    -> not a query
+
+CUTOFF = pd.Timestamp(TIMES.test_start, tz="UTC")
+KNOWN_BEFORE_CUTOFF = {"i1", "i2", "i3", "i4", "i5", "i6"}
+
+
+@pytest.fixture
+def small(tmp_path: Path, settings: Settings) -> Settings:
+    (tmp_path / "events.csv").write_text(EVENTS)
+    (tmp_path / "items.csv").write_text(ITEMS)
+    reports = ingest(
+        settings.warehouse_path,
+        tmp_path / "events.csv",
+        settings.event_types,
+        NOW,
+        tmp_path / "items.csv",
+    )
+    assert [r.accepted for r in reports] == [6, 15]
+    return settings.model_copy(update={"negatives_popular": 2, "negatives_random": 2})
+
+
+def _holdout(settings: Settings, **kwargs) -> pd.DataFrame:
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        return dataset.build_holdout_frame(con, settings, TIMES, **kwargs)
+
+
+def _entities(settings: Settings) -> pd.DataFrame:
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        return dataset.build_entity_frame(con, settings, TIMES)
+
+
+def _labels(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
+    met = frame[~frame["sampled"]]
+    return {(u, i): y for u, i, y in met[["user_id", "item_id", "label"]].itertuples(index=False)}
+
+
+def test_queries_are_returning_users_with_a_relevant_event_after_the_cutoff(small) -> None:
+    frame = _holdout(small)
+    assert set(frame["user_id"]) == {"ua", "ud"}
+    # Every item the user met in [test_start, end), graded; the click at test_start counts.
+    assert _labels(frame) == {
+        ("ua", "i2"): 3.0,
+        ("ua", "i3"): 0.0,
+        ("ud", "i1"): 1.0,
+        ("ud", "i4"): 3.0,
+        ("ud", "i6"): 1.0,
+    }
+    assert (frame.loc[frame["sampled"], "label"] == 0).all()
+    history = frame.drop_duplicates("user_id").set_index("user_id")["user_history_events"]
+    assert history.to_dict() == {"ua": 1, "ud": 2}
+
+
+@pytest.mark.parametrize("full_catalogue", [False, True])
+def test_one_group_per_user_stamped_at_the_cutoff(small, full_catalogue: bool) -> None:
+    frame = _holdout(small, full_catalogue=full_catalogue, first_group_id=7)
+    assert frame.groupby("user_id")["group_id"].nunique().eq(1).all()
+    assert frame.groupby("group_id")["user_id"].nunique().eq(1).all()
+    assert sorted(frame["group_id"].unique()) == [7, 8]
+    assert not frame.duplicated(["group_id", "item_id"]).any()
+    assert (frame["event_timestamp"] == CUTOFF).all()
+    assert (frame["request_timestamp_s"] == int(CUTOFF.timestamp())).all()
+    assert (frame["split"] == "test").all()
+    assert frame["group_id"].is_monotonic_increasing
+
+
+def test_full_catalogue_offers_every_available_item(small) -> None:
+    frame = _holdout(small, full_catalogue=True)
+    available = {"i1", "i2", "i3", "i4", "i5"}  # i6 is not available
+    for user, group in frame.groupby("user_id"):
+        items = set(group["item_id"])
+        assert available <= items, user
+    # The unavailable i6 only where the user met it; the catalogue never overwrites a label.
+    assert set(frame.loc[frame["item_id"] == "i6", "user_id"]) == {"ud"}
+    assert _labels(frame) == _labels(_holdout(small))
+
+
+def test_full_catalogue_has_no_item_first_seen_after_the_cutoff(small) -> None:
+    frame = _holdout(small, full_catalogue=True)
+    assert set(frame["item_id"]) <= KNOWN_BEFORE_CUTOFF
+
+
+@pytest.mark.parametrize("group_by", ["session", "day"])
+def test_entity_frame_stays_before_the_cutoff(small, group_by: str) -> None:
+    settings = small.model_copy(update={"group_by": group_by})
+    frame = _entities(settings)
+    assert (frame["event_timestamp"] < CUTOFF).all()
+    # Only relevant events before test_start make positives: ud's click at the cut-off and
+    # everything after it do not; ub's view-only day teaches nothing and is dropped.
+    positives = frame.loc[frame["label"] > 0, ["user_id", "item_id"]]
+    assert set(positives.itertuples(index=False, name=None)) == {
+        ("ua", "i1"),
+        ("ue", "i3"),
+        ("uf", "i5"),
+        ("ud", "i2"),
+    }
+    assert set(frame["user_id"]) == {"ua", "ud", "ue", "uf"}
+    valid = pd.Timestamp(TIMES.valid_start, tz="UTC")
+    expected_split = np.where(frame["event_timestamp"] < valid, "train", "valid")
+    assert (frame["split"] == expected_split).all()
+    assert set(frame.loc[frame["split"] == "valid", "user_id"]) == {"ud"}
+
+
+def test_entity_frame_samples_no_item_first_seen_after_the_cutoff(small) -> None:
+    settings = small.model_copy(update={"negatives_popular": 20, "negatives_random": 20})
+    frame = _entities(settings)
+    assert set(frame["item_id"]) <= KNOWN_BEFORE_CUTOFF
+
+
+# LightGBM --------------------------------------------------------------------------------
+
+
+def _synthetic(groups: int, first: int, rng: np.random.Generator, size: int = 12):
+    n = groups * size
+    signal = rng.normal(size=n)
+    label = np.digitize(signal + 0.3 * rng.normal(size=n), [0.5, 1.2, 1.8])  # 0..3
+    return pd.DataFrame(
+        {
+            "group_id": np.repeat(np.arange(first, first + groups), size),
+            "signal": signal,
+            "noise": rng.normal(size=n),
+            "label": label.astype(float),
+        }
+    )
+
+
+def test_lightgbm_learns_a_signal(settings: Settings) -> None:
+    rng = np.random.default_rng(0)
+    fit, valid, test = (_synthetic(g, f, rng) for g, f in ((150, 0), (40, 150), (80, 190)))
+    settings = settings.model_copy(update={"n_estimators": 40, "early_stopping_rounds": 10})
+    trained = train.train_lightgbm(fit, valid, ["signal", "noise"], settings)
+    assert trained.features == ["signal", "noise"]
+    assert 1 <= trained.best_iteration <= 40
+    scores = pd.Series(trained.model.predict(test[["signal", "noise"]]), index=test.index)
+    test = test.assign(model=scores, random=rng.random(len(test)))
+    model = evaluate.ranking_metrics(test, "model")["ndcg@10"]
+    random = evaluate.ranking_metrics(test, "random")["ndcg@10"]
+    assert model > random + 0.2, (model, random)
+    assert model > 0.8
+    with pytest.raises(ValueError):
+        train.train_lightgbm(fit, valid.iloc[:0], ["signal", "noise"], settings)
