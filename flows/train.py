@@ -107,32 +107,36 @@ def drift_reference(
                                     settings.drift_reference_rows, settings.seed)  # fmt: skip
 
 
+def _publish_quality(report: quality.QualityReport, stage: str) -> None:
+    """A Prefect artifact of the checks; any ``fail`` stops the run here, naming them all."""
+    table = report.to_frame()[["target", "check", "level", "observed", "threshold"]]
+    create_markdown_artifact(
+        f"# Data quality ({stage})\n\n{report.summary()}\n\n{table.to_markdown(index=False)}",
+        key=f"data-quality-{stage.replace(' ', '-')}",
+        description=f"Data checks: {stage}",
+    )
+    print(report.summary())
+    report.raise_if_failed()
+
+
 @task(cache_policy=NO_CACHE)
 def check_inputs(settings: Settings, as_of_iso: str) -> quality.QualityReport:
-    """Data checks on the events and the feature snapshots, before anything is trained."""
+    """Data checks on the events and the feature snapshots, before anything is built."""
     as_of = parse_time(as_of_iso, utc_now())
-    return quality.check_events(settings.warehouse_path, as_of, settings.quality) + (
-        quality.check_features(settings.features_dir, settings.quality)
-    )
+    report = quality.check_events(settings.warehouse_path, as_of, settings.quality)
+    report += quality.check_features(settings.features_dir, settings.quality)
+    _publish_quality(report, "inputs")
+    return report
 
 
 @task(cache_policy=NO_CACHE)
 def check_training_frame(
     settings: Settings, frame: pd.DataFrame, features: list[str], inputs: quality.QualityReport
 ) -> quality.QualityReport:
-    """Checks on the training set; any ``fail`` so far stops the run here, with the list."""
-    report = inputs + quality.check_training_set(frame, settings.quality, features)
-    create_markdown_artifact(
-        f"# Data quality\n\n{report.summary()}\n\n"
-        + report.to_frame()[["target", "check", "level", "observed", "threshold"]].to_markdown(
-            index=False
-        ),
-        key="data-quality",
-        description="Data checks before training",
-    )
-    print(report.summary())
-    report.raise_if_failed()
-    return report
+    """Checks on the training set, added to the input checks (the version's tag)."""
+    report = quality.check_training_set(frame, settings.quality, features)
+    _publish_quality(report, "training set")
+    return inputs + report
 
 
 @task(cache_policy=NO_CACHE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import mlflow
@@ -11,9 +12,11 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.loop import ranking_loop
 from flows.monitor import monitor_flow
+from flows.train import train_flow
 from ranking import registry, store, synth
 from ranking.cli import _rank, _sample_user
 from ranking.config import get_settings
+from ranking.quality import QualityError
 from tests.conftest import END, NOW
 
 pytestmark = pytest.mark.e2e
@@ -149,3 +152,13 @@ def test_a_drift_breach_starts_the_training_flow(loop_run, monkeypatch) -> None:
     assert outcome.status == "breach"
     assert outcome.retrained is not None  # the training flow ran
     assert outcome.retrained.champion_version == result.training.version
+
+
+def test_a_failing_data_check_stops_training_before_anything_is_published(loop_run) -> None:
+    settings, _, _ = loop_run
+    client = registry.client_for(settings)
+    before = len(client.search_model_versions(f"name = '{settings.model_name}'"))
+    month_later = (END + timedelta(days=30)).isoformat()  # the newest event is 30 days old
+    with pytest.raises(QualityError, match="freshness_hours"):
+        train_flow(as_of=month_later, home=str(settings.home))
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == before
