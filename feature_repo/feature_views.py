@@ -11,6 +11,7 @@ from feast import FeatureView, Field, FileSource
 from feast.types import Float64, Int64
 
 from ranking.config import get_settings
+from ranking.feature_registry import registered_definitions
 from ranking.features import ITEM_STATS, USER_CATEGORY, USER_LONG_TERM, USER_SHORT_TERM
 
 _settings = get_settings()
@@ -26,13 +27,13 @@ def _source(family) -> FileSource:
     )
 
 
-def _schema(family) -> list[Field]:
+def _schema(family, owner: str | None = None) -> list[Field]:
     return [
         Field(
             name=f.name,
             dtype=_TYPES[f.dtype],
             description=f.description,
-            tags={"owner": _settings.feature_owner},
+            tags={"owner": owner or _settings.feature_owner},
         )
         for f in family.features
     ]
@@ -43,8 +44,8 @@ def _ttl(family):
     return max(family.ttl, 2 * _settings.snapshot_every)
 
 
-def _tags(family) -> dict[str, str]:
-    return {"owner": _settings.feature_owner, "family": family.name}
+def _tags(family, owner: str | None = None) -> dict[str, str]:
+    return {"owner": owner or _settings.feature_owner, "family": family.name}
 
 
 user_long_term = FeatureView(
@@ -94,3 +95,23 @@ user_category = FeatureView(
     tags=_tags(USER_CATEGORY),
     owner=_settings.feature_owner,
 )
+
+
+# Families registered by data engineers (``ranking features register``): one view each,
+# from the YAML definitions beside ``services.yaml``. Feast collects module-level views,
+# so each is bound to a module global named after its family.
+_ENTITIES = {"user": [user], "item": [item], "user_category": [user, category]}
+REGISTERED_VIEWS: dict[str, FeatureView] = {}
+for _definition in registered_definitions(_settings.feature_definitions_dir):
+    _family = _definition.to_family()
+    REGISTERED_VIEWS[_family.name] = globals()[_family.name] = FeatureView(
+        name=_family.name,
+        description=_family.description,
+        entities=_ENTITIES[_definition.entity],
+        ttl=_ttl(_family),
+        schema=_schema(_family, _definition.owner),
+        source=_source(_family),
+        online=True,
+        tags=_tags(_family, _definition.owner),
+        owner=_definition.owner,
+    )

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import features, store
+from ranking import feature_registry, features, store
 from ranking.config import Settings
 
 
 @task
 def compute(settings: Settings, as_of_iso: str) -> features.FeatureBuild:
+    """Built-in families, then every registered family on the same snapshot grid."""
     as_of = parse_time(as_of_iso, utc_now())
-    return features.build_feature_tables(
+    build = features.build_feature_tables(
         settings.warehouse_path,
         settings.features_dir,
         as_of,
@@ -23,6 +26,14 @@ def compute(settings: Settings, as_of_iso: str) -> features.FeatureBuild:
         settings.decay_half_life_days,
         first_snapshot=features.first_snapshot(as_of, settings.history_days),
     )
+    build.rows |= feature_registry.compute_registered(
+        settings.feature_definitions_dir,
+        settings.warehouse_path,
+        settings.features_dir,
+        as_of,
+        build.snapshots,
+    )
+    return build
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -59,3 +70,68 @@ def features_flow(as_of: str | None = None, home: str | None = None) -> features
         description="Feature snapshot row counts",
     )
     return build
+
+
+@dataclass
+class Registration:
+    """What registering a feature family did."""
+
+    family: str
+    features: list[str]
+    service: str
+    rows: int
+
+
+@task(cache_policy=NO_CACHE)
+def validate_definition(settings: Settings, name: str) -> feature_registry.FeatureDefinition:
+    validation = feature_registry.validate(settings.feature_definitions_dir, name)
+    if not validation.ok:
+        raise feature_registry.DefinitionError("\n".join(validation.problems))
+    definition = validation.definition
+    if abs(definition.cadence_days * 86400 - settings.snapshot_every.total_seconds()) > 1:
+        raise feature_registry.DefinitionError(
+            f"definition {name!r}: cadence_days: {definition.cadence_days} differs from the "
+            f"platform's snapshot cadence ({settings.snapshot_every})"
+        )
+    return definition
+
+
+@flow(name="register-feature", log_prints=True)
+def register_flow(name: str, as_of: str | None = None, home: str | None = None) -> Registration:
+    """Validate a definition, backfill it, add it to a new service version, apply, materialize.
+
+    Nothing is written before the definition passes validation; if ``feast apply``
+    fails, the service list and the backfilled file are put back as they were.
+    """
+    settings = flow_settings(home)
+    definition = validate_definition(settings, name)
+    as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
+    snapshots = [s for s in feature_registry.snapshot_grid(settings.features_dir) if s <= as_of_dt]
+    services_file = feature_registry.services_path(settings.feature_definitions_dir)
+    before = services_file.read_text() if services_file.exists() else None
+    target = settings.features_dir / f"{name}.parquet"
+    rows = feature_registry.compute_definition(
+        definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots
+    )
+    service = feature_registry.add_service_version(settings.feature_definitions_dir, name)
+    try:
+        apply(settings)
+    except Exception:
+        if before is None:
+            services_file.unlink(missing_ok=True)
+        else:
+            services_file.write_text(before)
+        target.unlink(missing_ok=True)
+        apply(settings)  # the registry back to the previous definitions
+        raise
+    materialize(settings, features.FeatureBuild(rows={name: rows}, snapshots=snapshots))
+    names = [f.name for f in definition.features]
+    print(f"registered {name} ({', '.join(names)}): {rows:,} rows backfilled, service {service}")
+    create_markdown_artifact(
+        f"# Registered {name}\n\nFeatures: {', '.join(names)}\n\nOwner: {definition.owner}\n\n"
+        f"Backfilled {rows:,} rows on {len(snapshots)} snapshots; new feature service "
+        f"`{service}`.",
+        key="feature-registration",
+        description=f"Feature family {name} registered",
+    )
+    return Registration(name, names, service, rows)

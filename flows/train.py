@@ -11,8 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import dataset, holdout, monitor, quality, registry, store, train
+from ranking import dataset, feature_registry, holdout, monitor, quality, registry, store, train
 from ranking.config import Settings
+from ranking.features import FAMILIES
 
 
 @dataclass
@@ -124,7 +125,11 @@ def check_inputs(settings: Settings, as_of_iso: str) -> quality.QualityReport:
     """Data checks on the events and the feature snapshots, before anything is built."""
     as_of = parse_time(as_of_iso, utc_now())
     report = quality.check_events(settings.warehouse_path, as_of, settings.quality)
-    report += quality.check_features(settings.features_dir, settings.quality)
+    families = FAMILIES + tuple(
+        d.to_family()
+        for d in feature_registry.registered_definitions(settings.feature_definitions_dir)
+    )
+    report += quality.check_features(settings.features_dir, settings.quality, families)
     _publish_quality(report, "inputs")
     return report
 

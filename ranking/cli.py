@@ -107,18 +107,76 @@ def ingest(
             console.print(f"  quarantined: {reason}: {n}")
 
 
-@app.command()
+features_app = typer.Typer(
+    help="Feature snapshots, and the feature families data engineers register.",
+    invoke_without_command=True,
+)
+app.add_typer(features_app, name="features")
+
+
+@features_app.callback()
 def features(
+    ctx: typer.Context,
     as_of: str = typer.Option(None, help="Snapshot up to this time (ISO); default now."),
     home: Path = HomeOption,
 ) -> None:
-    """Compute feature snapshots, feast apply, materialize online (Prefect flow)."""
+    """Without a subcommand: compute snapshots, feast apply, materialize (Prefect flow)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from flows.features import features_flow
 
     settings = _settings(home)
     build = features_flow(as_of=as_of, home=str(settings.home))
     for name, rows in build.rows.items():
         console.print(f"{name}: {rows:,} rows")
+
+
+@features_app.command("validate")
+def features_validate(name: str, home: Path = HomeOption) -> None:
+    """Check a definition: parses, runs, names, types, descriptions, point in time."""
+    from ranking.feature_registry import validate
+
+    settings = _settings(home)
+    with console.status(f"Validating {name} on generated data"):
+        result = validate(settings.feature_definitions_dir, name)
+    if not result.ok:
+        for problem in result.problems:
+            console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+        raise typer.Exit(code=2)
+    features_list = ", ".join(f.name for f in result.definition.features)
+    console.print(f"{name}: valid ({features_list}); point-in-time check passed; "
+                  f"{result.sample_rows} rows on a sample snapshot")  # fmt: skip
+
+
+@features_app.command("register")
+def features_register(
+    name: str,
+    as_of: str = typer.Option(None, help="Backfill snapshots up to this time (ISO)."),
+    home: Path = HomeOption,
+) -> None:
+    """Validate, backfill, add to a new feature service version, feast apply, materialize."""
+    from flows.features import register_flow
+    from ranking.feature_registry import DefinitionError
+    from ranking.store import FeastError
+
+    settings = _settings(home)
+    try:
+        done = register_flow(name, as_of=as_of, home=str(settings.home))
+    except (DefinitionError, FeastError) as exc:
+        _fail(f"{exc}\nNothing was registered: the services and the Feast registry are as before.")
+    console.print(f"registered {done.family}: {', '.join(done.features)}; {done.rows:,} rows "
+                  f"backfilled; feature service {done.service}")  # fmt: skip
+    console.print("The next `ranking train` uses it (feature_service = 'latest').")
+
+
+@features_app.command("list")
+def features_list(home: Path = HomeOption) -> None:
+    """The catalogue: every feature with entity, owner, type, freshness and null rate."""
+    from ranking.feature_registry import catalogue
+
+    settings = _settings(home)
+    table = catalogue(settings.features_dir, settings.feature_definitions_dir)
+    _print_frame(table.set_index("feature"), "Feature catalogue")
 
 
 @app.command()

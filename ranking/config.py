@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, TypeAdapter, field_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranking.drift import DriftThresholds
@@ -77,7 +77,15 @@ class Settings(BaseSettings):
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
     valid_days: int = Field(default=7, description="Days held out for early stopping.")
     test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
-    feature_service: str = Field(default="ranker_v1", description="Feast feature service.")
+    feature_service: str = Field(
+        default="latest",
+        description="Feast feature service to train on: a version (ranker_v1, ranker_v2...) "
+        "or 'latest', the newest registered version.",
+    )
+    feature_definitions_dir: Path = Field(
+        default=PROJECT_ROOT / "feature_repo" / "definitions",
+        description="Folder of feature family definitions (YAML) and services.yaml.",
+    )
     seed: int = Field(default=42, description="Seed for sampling and training.")
     segment_light_min: int = Field(
         default=10, description="Events before the cut-off from which a user is 'light', not 'new'."
@@ -136,11 +144,20 @@ class Settings(BaseSettings):
             raise ValueError("group_by must be 'session' or 'day'")
         return value
 
-    @field_validator("home", "feature_repo")
+    @field_validator("home", "feature_repo", "feature_definitions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # Feast resolves file paths against the working directory, so keep ours absolute.
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _resolve_feature_service(self) -> Settings:
+        # 'latest' names the newest registered service version: resolve it once, here,
+        # so every stage of a run (and the model's tags) uses the same concrete name.
+        from ranking.feature_registry import resolve_service
+
+        self.feature_service = resolve_service(self.feature_service, self.feature_definitions_dir)
+        return self
 
     # Derived locations -------------------------------------------------------------
     @property
@@ -201,6 +218,7 @@ class Settings(BaseSettings):
             self.snapshot_every, mode="json"
         )
         os.environ["RANKING_FEATURE_OWNER"] = self.feature_owner
+        os.environ["RANKING_FEATURE_DEFINITIONS_DIR"] = str(self.feature_definitions_dir)
         os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

@@ -54,7 +54,9 @@ def repo_fingerprint(settings: Settings) -> str:
     sources = sorted(settings.feature_repo.glob("*.py")) + sorted(
         settings.feature_repo.glob("*.yaml")
     )
-    for path in [*sources, Path(features_module.__file__)]:
+    definitions = sorted(Path(settings.feature_definitions_dir).glob("*.yaml"))
+    digest.update(str(settings.feature_definitions_dir).encode())
+    for path in [*sources, *definitions, Path(features_module.__file__)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(f"{settings.feature_owner}|{settings.snapshot_every}".encode())
