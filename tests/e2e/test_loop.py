@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import mlflow
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from flows.features import register_flow
 from flows.loop import ranking_loop
 from flows.monitor import monitor_flow
 from flows.train import train_flow
@@ -162,3 +164,37 @@ def test_a_failing_data_check_stops_training_before_anything_is_published(loop_r
     with pytest.raises(QualityError, match="freshness_hours"):
         train_flow(as_of=month_later, home=str(settings.home))
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == before
+
+
+def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serves(
+    loop_run, tmp_path: Path, monkeypatch
+) -> None:
+    """The README walk-through: add user_skip_rate_7d, train, and keep v1 serving."""
+    settings, _, first = loop_run
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    example = Path(__file__).resolve().parents[2] / "feature_repo/examples/user_skips.yaml"
+    shutil.copy(example, definitions / "user_skips.yaml")
+    monkeypatch.setenv("RANKING_FEATURE_DEFINITIONS_DIR", str(definitions))
+
+    done = register_flow("user_skips", as_of=END.isoformat(), home=str(settings.home))
+    assert done.service == "ranker_v2" and done.rows > 0
+    assert "user_skip_rate_7d" in done.features
+
+    trained = train_flow(as_of=END.isoformat(), home=str(settings.home))
+    client = registry.client_for(settings)
+    tags = client.get_model_version(settings.model_name, trained.version).tags
+    assert tags["feature_service"] == "ranker_v2"
+    assert "user_skip_rate_7d" in json.loads(tags["features"])
+
+    old = registry.load_version(settings, first.training.version)
+    assert old.feature_service == "ranker_v1"
+    assert "user_skip_rate_7d" not in old.features
+    fs = store.get_store(get_settings(home=settings.home))
+    user = _sample_user(settings)
+    rows = [{"user_id": user, "item_id": "i000001", "category": "drama",
+             "request_timestamp_s": int(NOW.timestamp())}]  # fmt: skip
+    served_old = store.online_features(fs, rows, old.feature_service)
+    assert old.model.predict(served_old[old.features].astype("float32")).shape == (1,)
+    served_new = store.online_features(fs, rows, "ranker_v2")
+    assert "user_skip_rate_7d" in served_new.columns
