@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow lint format bench lock clean venv
+.PHONY: demo test test-slow lint format bench bench-quality bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py --events 1000000
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --dataset movielens --data-dir ../shared/data/ml-latest-small --seeds 3 --full-catalogue
+
+bench-drift: $(STAMP)
+	$(BIN)/python benchmarks/drift_false_alarms.py --seeds 20
 
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock

@@ -479,7 +479,9 @@ def _summary(settings: Settings, result, now: datetime) -> None:
     console.print("Open the UIs:")
     for name, command in ui_commands(settings).items():
         console.print(f"  [bold]{name}:[/] {command}", soft_wrap=True)
-    console.print(f"  Try: ranking rank --user {user} --k 10")
+    console.print(f"  Try: ranking rank --user {user} --k 10", soft_wrap=True)
+    console.print("       ranking evaluate | ranking monitor | ranking models list | "
+                  "ranking features list", soft_wrap=True)  # fmt: skip
 
 
 def quiet_libraries() -> None:
