@@ -69,7 +69,8 @@ ENTITY_KEYS: dict[str, tuple[str, ...]] = {
     "user_category": ("user_id", "category"),
 }
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{1,62}")
-_WINDOW = re.compile(r"_(\d+[hdw]|all)$")
+#: What follows ``<entity>_``: a signal of one or more words, then the window.
+_SIGNAL_WINDOW = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*_(?:\d+[hdw]|all)")
 
 
 class DefinitionError(ValueError):
@@ -204,7 +205,9 @@ def check_names(definition: FeatureDefinition, taken: set[str]) -> list[str]:
         field = f"features[{i}] {f.name!r}"
         if not _IDENTIFIER.fullmatch(f.name):
             problems.append(f"{where}: {field}: use lower-case letters, digits and _")
-        elif not f.name.startswith(prefix) or not _WINDOW.search(f.name):
+        elif not f.name.startswith(prefix) or not _SIGNAL_WINDOW.fullmatch(
+            f.name.removeprefix(prefix)
+        ):
             problems.append(
                 f"{where}: {field}: name must follow <entity>_<signal>_<window>, e.g. "
                 f"{prefix}skip_rate_7d (window like 1d, 7d, 24h, 4w or all)"
@@ -236,13 +239,14 @@ def _sandbox(warehouse_path: Path, as_of: datetime, snapshots: list[datetime]):
     """In-memory DuckDB: warehouse attached read-only, only events/items/snapshots visible."""
     con = duckdb.connect()
     con.execute(f"ATTACH '{warehouse_path}' AS wh (READ_ONLY)")
-    # A view cannot take a prepared parameter; the literal comes from a datetime, not text.
-    cutoff = as_of.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # Copies, then the warehouse is detached: the SQL sees events before ``as_of`` and
+    # the items, and nothing else of the warehouse (no quarantine, no later events).
     con.execute(
-        "CREATE TEMP VIEW events AS SELECT * FROM wh.events "
-        f"WHERE event_timestamp < TIMESTAMP '{cutoff}'"
+        "CREATE TEMP TABLE events AS SELECT * FROM wh.events WHERE event_timestamp < ?::TIMESTAMP",
+        [as_of],
     )
-    con.execute("CREATE TEMP VIEW items AS SELECT * FROM wh.items")
+    con.execute("CREATE TEMP TABLE items AS SELECT * FROM wh.items")
+    con.execute("DETACH wh")
     con.execute("CREATE TEMP TABLE snapshots (ts TIMESTAMP)")
     con.executemany("INSERT INTO snapshots VALUES (?)", [[s] for s in snapshots])
     # From here on the SQL can read nothing but the views, and cannot change that.
@@ -278,15 +282,16 @@ def run_definition(
     if not pd.api.types.is_datetime64_any_dtype(frame["snapshot_ts"]):
         raise DefinitionError(f"{where}: sql: snapshot_ts must be a TIMESTAMP")
     out = frame[list(definition.entity_keys)].copy()
-    out["event_timestamp"] = (
-        pd.to_datetime(frame["snapshot_ts"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    )
+    stamps = pd.to_datetime(frame["snapshot_ts"])
+    stamps = stamps.dt.tz_convert("UTC") if stamps.dt.tz else stamps.dt.tz_localize("UTC")
+    out["event_timestamp"] = stamps.astype("datetime64[us, UTC]")
     for f in definition.features:
         try:
             values = pd.to_numeric(frame[f.name])
+            out[f.name] = values.astype("Int64" if f.dtype == "Int64" else "float64")
         except (TypeError, ValueError):
-            raise DefinitionError(f"{where}: {f.name}: values are not numeric") from None
-        out[f.name] = values.astype("Int64" if f.dtype == "Int64" else "float64")
+            kind = "integers" if f.dtype == "Int64" else "numbers"
+            raise DefinitionError(f"{where}: {f.name}: values are not {kind}") from None
     if out.duplicated([*definition.entity_keys, "event_timestamp"]).any():
         raise DefinitionError(f"{where}: sql: more than one row per entity and snapshot_ts")
     return out.sort_values(["event_timestamp", *definition.entity_keys], ignore_index=True)
@@ -312,6 +317,9 @@ def check_point_in_time(definition: FeatureDefinition, scratch: Path) -> list[st
     clean = scratch / "pit.duckdb"
     ingest(clean, paths["events"], DEFAULT_LABEL_WEIGHTS, end, paths["items"])
     cadence = timedelta(days=definition.cadence_days)
+    # At the snapshot, just after it, and across the whole next cadence.
+    period = cadence.total_seconds()
+    offsets = [0.0, 1.0, 60.0, 3600.0, period / 2, period - 1.0]
     problems: list[str] = []
     where = f"definition {definition.name!r}"
     for k in (1, 3, 5):
@@ -327,9 +335,9 @@ def check_point_in_time(definition: FeatureDefinition, scratch: Path) -> list[st
                        e.event_type, ?::TIMESTAMP + to_seconds(o.offset_s), e.value,
                        e.session_id, e.position, 'pit-check', e.loaded_at
                 FROM (SELECT * FROM events USING SAMPLE reservoir(2000 ROWS) REPEATABLE (1)) e,
-                     (VALUES (0), (1)) o(offset_s)
+                     (SELECT unnest(?::DOUBLE[]) AS offset_s) o
                 """,
-                [snapshot],
+                [snapshot, offsets],
             )
         after = run_definition(definition, probe, end, [snapshot])
         keys = [*definition.entity_keys, "event_timestamp"]
@@ -373,7 +381,10 @@ def validate(definitions_dir: Path, name: str) -> Validation:
         definition = load_definition(definitions_dir, name)
     except DefinitionError as exc:
         return Validation(None, [str(exc)])
-    others = [d for d in registered_definitions(definitions_dir) if d.name != name]
+    try:
+        others = [d for d in registered_definitions(definitions_dir) if d.name != name]
+    except DefinitionError as exc:
+        return Validation(definition, [f"a registered definition is broken: {exc}"])
     taken = _builtin_names() | {d.name for d in others}
     taken |= {f.name for d in others for f in d.features}
     problems = check_names(definition, taken)
@@ -426,8 +437,9 @@ def add_service_version(definitions_dir: Path, family: str) -> str:
 
 def catalogue(features_dir: Path, definitions_dir: Path) -> pd.DataFrame:
     """Every feature: name, family, entity, owner, type, description, newest snapshot, nulls."""
+    entity_of = {keys: entity for entity, keys in ENTITY_KEYS.items()}
     families: list[tuple[FeatureFamily, str, str]] = [
-        (fam, "+".join(fam.entity_keys), "built-in") for fam in FAMILIES
+        (fam, entity_of[fam.entity_keys], "built-in") for fam in FAMILIES
     ]
     for d in registered_definitions(definitions_dir):
         families.append((d.to_family(), d.entity, d.owner))
