@@ -42,10 +42,13 @@ def baseline_scores(
     cutoff: datetime,
     seed: int = 0,
     half_life_days: float | None = None,
+    memory_limit: str = "1GB",
 ) -> dict[str, pd.Series]:
     """Every baseline's score for each (user_id, item_id) row of ``candidates`` (index kept)."""
     half_life = float(half_life_days or settings.decay_half_life_days)
     pairs = candidates[["user_id", "item_id"]].reset_index(names="_row")
+    # The co-occurrence join is wide on popular items: let DuckDB spill rather than grow.
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     con.register("candidate_pairs", pairs)
     try:
         scored = con.execute(

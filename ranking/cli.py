@@ -432,6 +432,7 @@ def demo(
             synth.write(data, settings.raw_dir)
             stamp.write_text(json.dumps(wanted))
         console.print(f"Generated {data.events.num_rows:,} events and {len(data.items):,} items")
+        del data  # the loop reads the files; keep the generated tables out of its memory
     from flows.loop import ranking_loop
 
     with console.status("Running the loop through Prefect: ingest -> features -> train"):
