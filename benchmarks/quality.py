@@ -74,7 +74,9 @@ def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.Spl
         paths = synth.write(data, base.raw_dir)
         ingest(base.warehouse_path, paths["events"], base.event_types, end, paths["items"])
         as_of, overrides = end, {}
-    overrides |= {"n_estimators": args.n_estimators}
+    popular, uniform = (int(n) for n in args.negatives.split(","))
+    overrides |= {"n_estimators": args.n_estimators, "negatives_popular": popular,
+                  "negatives_random": uniform}  # fmt: skip
     settings = get_settings(home=home, **overrides)
     settings.ensure_dirs()
     settings.export_env()
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-years", type=int, default=3)
     parser.add_argument("--n-estimators", type=int, default=400)
     parser.add_argument("--full-catalogue", action="store_true")
+    parser.add_argument("--negatives", type=str, default="5,5",
+                        help="Training negatives per group: popular,random.")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     args = parser.parse_args(argv)

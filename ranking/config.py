@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     group_by: str = Field(default="session", description="Query group: 'session' or 'day'.")
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
+    eval_negatives_popular: int = Field(
+        default=5, description="Popular negatives per test query (evaluation candidates)."
+    )
+    eval_negatives_random: int = Field(
+        default=5, description="Random negatives per test query (evaluation candidates)."
+    )
     valid_days: int = Field(default=7, description="Days held out for early stopping.")
     test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
     feature_service: str = Field(

@@ -268,8 +268,8 @@ def build_holdout_frame(
         frame = add_negatives(
             test.drop(columns="user_history_events"),
             catalogue,
-            settings.negatives_popular,
-            settings.negatives_random,
+            settings.eval_negatives_popular,  # fixed by themselves: changing how
+            settings.eval_negatives_random,  # training samples must not move the test
             rng,
         )
         frame = frame.merge(users[["user_id", "user_history_events"]], on="user_id")

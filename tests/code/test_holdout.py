@@ -68,7 +68,14 @@ def small(tmp_path: Path, settings: Settings) -> Settings:
         tmp_path / "items.csv",
     )
     assert [r.accepted for r in reports] == [6, 15]
-    return settings.model_copy(update={"negatives_popular": 2, "negatives_random": 2})
+    return settings.model_copy(
+        update={
+            "negatives_popular": 2,
+            "negatives_random": 2,
+            "eval_negatives_popular": 2,
+            "eval_negatives_random": 2,
+        }
+    )
 
 
 def _holdout(settings: Settings, **kwargs) -> pd.DataFrame:
