@@ -48,16 +48,20 @@ def _xy(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, pd.Seri
     return ordered[features].astype("float32"), ordered["label"], ordered["group_id"]
 
 
+def _train_and_valid(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]):
+    """(x, y, qid) of both splits; both must have rows."""
+    if train.empty or valid.empty:
+        raise ValueError("training needs rows in both the train and the validation split")
+    return _xy(train, features), _xy(valid, features)
+
+
 def train_ranker(
     train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
 ) -> TrainedRanker:
     """Fit on ``train``, stop early on ``valid`` NDCG@10."""
-    if train.empty or valid.empty:
-        raise ValueError("training needs rows in both the train and the validation split")
     params = ranker_params(settings)
     model = xgb.XGBRanker(**params)
-    x, y, qid = _xy(train, features)
-    xv, yv, qv = _xy(valid, features)
+    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
     model.fit(x, y, qid=qid, eval_set=[(xv, yv)], eval_qid=[qv], verbose=False)
     best = int(getattr(model, "best_iteration", params["n_estimators"] - 1))
     return TrainedRanker(model=model, features=features, best_iteration=best, params=params)
@@ -100,12 +104,9 @@ def train_lightgbm(
     train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
 ) -> TrainedRanker:
     """The peer model: LightGBM ``lambdarank`` on the same rows, features and stopping rule."""
-    if train.empty or valid.empty:
-        raise ValueError("training needs rows in both the train and the validation split")
     params = lightgbm_params(settings)
     model = lgb.LGBMRanker(**params)
-    x, y, qid = _xy(train, features)
-    xv, yv, qv = _xy(valid, features)
+    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
     model.fit(
         x,
         y.astype(int),
