@@ -43,6 +43,8 @@ class SynthConfig:
     seed: int = 7
     slate_size: int = 10
     drifting_user_share: float = 0.3
+    #: A fault to inject: drifting users' tastes move towards this one category.
+    taste_shift_to: str | None = None
     dirty_rows: int = 40
 
     @property
@@ -148,6 +150,9 @@ def generate(cfg: SynthConfig) -> SynthData:
     taste0 = rng.dirichlet(np.full(n_cat, 0.35), size=n_users)
     taste1 = rng.dirichlet(np.full(n_cat, 0.35), size=n_users)
     drifts = rng.random(n_users) < cfg.drifting_user_share
+    if cfg.taste_shift_to is not None:  # drawn above either way, so seeds stay comparable
+        target = np.eye(n_cat)[list(CATEGORIES).index(cfg.taste_shift_to)]
+        taste1 = 0.2 * taste1 + 0.8 * target
     activity = rng.lognormal(0, 1.0, size=n_users)
     join_day = np.where(rng.random(n_users) < 0.8, 0.0, rng.uniform(0, cfg.days * 0.8, n_users))
 
