@@ -388,6 +388,23 @@ def models_rollback(
     console.print(f"champion v{old} -> v{new} ({reason})")
 
 
+@app.command("serve")
+def serve_http(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    home: Path = HomeOption,
+) -> None:
+    """HTTP ranking service (FastAPI): POST /rank, GET /health; logs served impressions."""
+    import uvicorn
+
+    from ranking.api import create_app
+
+    settings = _settings(home)
+    console.print(f"Serving on http://{host}:{port} (docs at /docs); served lists go to "
+                  f"{settings.raw_dir / 'served'}", soft_wrap=True)  # fmt: skip
+    uvicorn.run(create_app(settings, clock=_now), host=host, port=port, log_level="warning")
+
+
 def ui_commands(settings: Settings) -> dict[str, str]:
     """Shell commands that open each UI on what this home holds."""
     venv_bin = Path(sys.executable).parent

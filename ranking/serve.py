@@ -89,3 +89,43 @@ def rank_for_user(
         model_version=None if fallback else champion.version,
         fallback=fallback,
     )
+
+
+def given_candidates(con: duckdb.DuckDBPyConnection, item_ids: list[str], now: datetime):
+    """Caller-supplied candidates with their category and last week's popularity."""
+    frame = pd.DataFrame({"item_id": [str(i) for i in item_ids]})
+    con.register("given", frame)
+    try:
+        return con.execute(
+            """
+            SELECT g.item_id, coalesce(i.primary_category, 'unknown') AS category,
+                   count(e.item_id) AS popularity
+            FROM given g LEFT JOIN items i USING (item_id)
+            LEFT JOIN events e ON e.item_id = g.item_id
+                AND e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
+                AND e.event_type IN ('click', 'play', 'add_to_cart', 'purchase', 'rating')
+            GROUP BY g.item_id, i.primary_category
+            ORDER BY g.item_id
+            """,
+            [now - timedelta(days=7), now],
+        ).df()
+    finally:
+        con.unregister("given")
+
+
+def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:
+    """The served list as impression events in the data contract (to close the loop)."""
+    stamp = now.replace(tzinfo=UTC).isoformat()
+    return [
+        {
+            "event_id": f"{request_id}-{row.rank}",
+            "user_id": ranked.user_id,
+            "item_id": row.item_id,
+            "event_type": "impression",
+            "event_timestamp": stamp,
+            "value": None,
+            "session_id": request_id,
+            "position": int(row.rank),
+        }
+        for row in ranked.items.itertuples(index=False)
+    ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from fastapi.testclient import TestClient
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.features import register_flow
@@ -16,8 +17,10 @@ from flows.loop import ranking_loop
 from flows.monitor import monitor_flow
 from flows.train import train_flow
 from ranking import registry, store, synth
+from ranking.api import create_app
 from ranking.cli import _rank, _sample_user
 from ranking.config import get_settings
+from ranking.events import ingest
 from ranking.quality import QualityError
 from tests.conftest import END, NOW
 
@@ -164,6 +167,32 @@ def test_a_failing_data_check_stops_training_before_anything_is_published(loop_r
     with pytest.raises(QualityError, match="freshness_hours"):
         train_flow(as_of=month_later, home=str(settings.home))
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == before
+
+
+def test_http_service_ranks_with_the_champion_and_logs_what_it_served(
+    loop_run, tmp_path: Path
+) -> None:
+    settings, _, result = loop_run
+    champion = registry.current_champion_version(registry.client_for(settings), settings.model_name)
+    http = TestClient(create_app(settings, clock=lambda: NOW))
+    assert http.get("/health").json() == {"status": "ok", "model_version": champion}
+    user = _sample_user(settings)
+    body = http.post("/rank", json={"user_id": user, "k": 5}).json()
+    assert body["model_version"] == champion and body["fallback"] is None
+    scores = [item["score"] for item in body["items"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    chosen = [body["items"][3]["item_id"], body["items"][4]["item_id"], "no-such-item"]
+    given = http.post("/rank", json={"user_id": user, "k": 2, "candidates": chosen}).json()
+    assert {item["item_id"] for item in given["items"]} <= set(chosen)
+    assert http.post("/rank", json={"user_id": "", "k": 0}).status_code == 422
+    served = settings.raw_dir / "served" / f"served-{NOW:%Y%m%d}.jsonl"
+    lines = [json.loads(line) for line in served.read_text().splitlines()]
+    assert len(lines) == 7 and {line["event_type"] for line in lines} == {"impression"}
+    # The log is contract input: it loads as impressions, and only once.
+    report = ingest(tmp_path / "w.duckdb", served, settings.event_types, NOW)[0]
+    assert report.accepted == 7 and report.quarantined == 0
+    again = ingest(tmp_path / "w.duckdb", served, settings.event_types, NOW)[0]
+    assert again.accepted == 0 and again.duplicates == 7
 
 
 def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serves(
