@@ -234,7 +234,8 @@ def _print_ranked(ranked) -> None:
         console.print(f"[yellow]popularity fallback:[/] {ranked.fallback}")
     else:
         title += f" (ranker v{ranked.model_version}, alias champion)"
-    table = Table(title=title)
+    console.print(f"[italic]{title}[/]", soft_wrap=True)  # a title above, not wrapped in it
+    table = Table()
     for col in ("rank", "item_id", "category", "score"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for row in ranked.items.itertuples(index=False):
