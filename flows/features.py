@@ -107,22 +107,17 @@ def register_flow(name: str, as_of: str | None = None, home: str | None = None) 
     definition = validate_definition(settings, name)
     as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
     snapshots = [s for s in feature_registry.snapshot_grid(settings.features_dir) if s <= as_of_dt]
-    services_file = feature_registry.services_path(settings.feature_definitions_dir)
-    before = services_file.read_text() if services_file.exists() else None
-    target = settings.features_dir / f"{name}.parquet"
-    rows = feature_registry.compute_definition(
-        definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots
-    )
-    service = feature_registry.add_service_version(settings.feature_definitions_dir, name)
     try:
-        apply(settings)
+        with feature_registry.restored_on_failure(
+            settings.feature_definitions_dir, settings.features_dir, name
+        ):
+            rows = feature_registry.compute_definition(
+                definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots
+            )
+            service = feature_registry.add_service_version(settings.feature_definitions_dir, name)
+            apply(settings)
     except Exception:
-        if before is None:
-            services_file.unlink(missing_ok=True)
-        else:
-            services_file.write_text(before)
-        target.unlink(missing_ok=True)
-        apply(settings)  # the registry back to the previous definitions
+        apply(settings)  # the Feast registry back to the restored definitions
         raise
     materialize(settings, features.FeatureBuild(rows={name: rows}, snapshots=snapshots))
     names = [f.name for f in definition.features]

@@ -81,7 +81,10 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         "code_version": registry.code_version(),
         "data_quality": quality_report.summary(),
     }
-    reference = drift_reference(frame[frame["split"] == "valid"], trained, settings)
+    reference = monitor.reference_sample(
+        frame[frame["split"] == "valid"], trained.model, trained.features,
+        settings.drift_reference_rows, settings.seed,
+    )  # fmt: skip
     return registry.log_and_register(
         settings,
         model=trained.model,
@@ -98,14 +101,6 @@ def log_model(settings: Settings, trained: train.TrainedRanker, frame: pd.DataFr
         },
         frames={"drift_reference": reference},
     )
-
-
-def drift_reference(
-    valid: pd.DataFrame, trained: train.TrainedRanker, settings: Settings
-) -> pd.DataFrame:
-    """The drift reference: validation rows (the newest built like serving-time rows)."""
-    return monitor.reference_sample(valid, trained.model, trained.features,
-                                    settings.drift_reference_rows, settings.seed)  # fmt: skip
 
 
 def _publish_quality(report: quality.QualityReport, stage: str) -> None:

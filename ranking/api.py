@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field
 
 from ranking import registry, serve
 from ranking.config import Settings
-from ranking.events import warehouse
 from ranking.store import get_store
 
 
@@ -55,10 +54,10 @@ class _ChampionCache:
 
     def __init__(self, settings: Settings) -> None:
         self.settings, self.champion, self.lock = settings, None, threading.Lock()
+        self.client = registry.client_for(settings)  # once: requests only read the alias
 
     def get(self) -> registry.Champion | None:
-        client = registry.client_for(self.settings)
-        version = registry.current_champion_version(client, self.settings.model_name)
+        version = registry.current_champion_version(self.client, self.settings.model_name)
         with self.lock:
             if version is None:
                 self.champion = None
@@ -86,16 +85,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
         if not settings.warehouse_path.exists():
             raise HTTPException(503, "no warehouse yet: run `ranking demo` or `ranking ingest`")
         now = clock()
-        with warehouse(settings.warehouse_path, read_only=True) as con:
-            if request.candidates:
-                candidates = serve.given_candidates(con, request.candidates, now)
-            else:
-                candidates = serve.candidate_items(
-                    con, request.user_id, now, settings.candidate_pool
-                )
-        ranked = serve.rank_for_user(
-            store, champions.get(), candidates, request.user_id, now, request.k
-        )
+        ranked = serve.rank_request(settings, store, champions.get(), request.user_id, now,
+                                    request.k, request.candidates)  # fmt: skip
         request_id = uuid.uuid4().hex
         lines = serve.served_impressions(ranked, request_id, now)
         with write_lock, open(served_dir / f"served-{now:%Y%m%d}.jsonl", "a") as fh:

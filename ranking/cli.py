@@ -216,16 +216,13 @@ def rank(
 
 
 def _rank(settings: Settings, user: str, k: int, now: datetime):
-    from ranking.events import warehouse
     from ranking.registry import load_champion
-    from ranking.serve import candidate_items, rank_for_user
+    from ranking.serve import rank_request
     from ranking.store import get_store
 
     if not settings.warehouse_path.exists():
         _fail(f"no warehouse at {settings.warehouse_path}: run `ranking demo` or `ranking ingest`")
-    with warehouse(settings.warehouse_path, read_only=True) as con:
-        candidates = candidate_items(con, user, now, settings.candidate_pool)
-    return rank_for_user(get_store(settings), load_champion(settings), candidates, user, now, k)
+    return rank_request(settings, get_store(settings), load_champion(settings), user, now, k)
 
 
 def _print_ranked(ranked) -> None:

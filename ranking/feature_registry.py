@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -435,6 +436,22 @@ def add_service_version(definitions_dir: Path, family: str) -> str:
     return name
 
 
+@contextmanager
+def restored_on_failure(definitions_dir: Path, features_dir: Path, family: str):
+    """Put ``services.yaml`` back and drop ``family``'s backfill if the block raises."""
+    services = services_path(definitions_dir)
+    before = services.read_text() if services.exists() else None
+    try:
+        yield
+    except BaseException:
+        if before is None:
+            services.unlink(missing_ok=True)
+        else:
+            services.write_text(before)
+        (Path(features_dir) / f"{family}.parquet").unlink(missing_ok=True)
+        raise
+
+
 def catalogue(features_dir: Path, definitions_dir: Path) -> pd.DataFrame:
     """Every feature: name, family, entity, owner, type, description, newest snapshot, nulls."""
     entity_of = {keys: entity for entity, keys in ENTITY_KEYS.items()}
@@ -450,16 +467,14 @@ def catalogue(features_dir: Path, definitions_dir: Path) -> pd.DataFrame:
         if path.exists():
             con = duckdb.connect()
             try:
-                newest = con.execute(
-                    f"SELECT max(event_timestamp) FROM read_parquet('{path}')"
-                ).fetchall()[0][0]
-                for spec in fam.features:
-                    share = con.execute(
-                        f"SELECT avg((\"{spec.name}\" IS NULL)::INT) FROM read_parquet('{path}') "
-                        "WHERE event_timestamp = ?",
-                        [newest],
-                    ).fetchall()[0][0]
-                    stats[spec.name] = (newest, float(share or 0.0))
+                shares = ", ".join(f'avg(("{f.name}" IS NULL)::INT)' for f in fam.features)
+                row = con.execute(
+                    f"SELECT max(event_timestamp), {shares} FROM read_parquet('{path}') "
+                    f"WHERE event_timestamp = (SELECT max(event_timestamp) "
+                    f"FROM read_parquet('{path}'))"
+                ).fetchall()[0]
+                for spec, share in zip(fam.features, row[1:], strict=True):
+                    stats[spec.name] = (row[0], float(share or 0.0))
             finally:
                 con.close()
         for spec in fam.features:

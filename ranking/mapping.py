@@ -166,43 +166,46 @@ def _timestamp(column: str, unit: str) -> str:
     return f"coalesce({converted}, {column}::VARCHAR)"  # unparseable stays, to be quarantined
 
 
-def events_reader(path: Path, mapping: EventsMapping) -> str:
-    """SQL relation over ``path`` with the contract's event columns (for the ingester)."""
+def _relation(path: Path, mapping: TableMapping, columns: list[str], special) -> str:
+    """``SELECT`` of every contract column: a constant, NULL, a special form or the text."""
     selects = []
-    for target in EVENT_COLUMNS:
+    for target in columns:
         source = mapping.source_column(target)
         if target in mapping.constants:
             expr = _quote(mapping.constants[target])
         elif source is None:
             expr = "NULL"
-        elif target == "event_type" and mapping.event_types:
+        else:
+            expr = special(target, source) or f"{source}::VARCHAR"
+        selects.append(f"{expr} AS {target}")
+    return f"(SELECT {', '.join(selects)} FROM {_raw_reader(path, mapping)})"
+
+
+def events_reader(path: Path, mapping: EventsMapping) -> str:
+    """SQL relation over ``path`` with the contract's event columns (for the ingester)."""
+
+    def special(target: str, source: str) -> str | None:
+        if target == "event_type" and mapping.event_types:
             cases = " ".join(
                 f"WHEN {_quote(k.lower())} THEN {_quote(v)}" for k, v in mapping.event_types.items()
             )
-            expr = f"CASE lower(trim({source}::VARCHAR)) {cases} ELSE {source}::VARCHAR END"
-        elif target == "event_timestamp":
-            expr = _timestamp(source, mapping.timestamp_unit)
-        else:
-            expr = f"{source}::VARCHAR"
-        selects.append(f"{expr} AS {target}")
-    return f"(SELECT {', '.join(selects)} FROM {_raw_reader(path, mapping)})"
+            return f"CASE lower(trim({source}::VARCHAR)) {cases} ELSE {source}::VARCHAR END"
+        if target == "event_timestamp":
+            return _timestamp(source, mapping.timestamp_unit)
+        return None
+
+    return _relation(path, mapping, EVENT_COLUMNS, special)
 
 
 def items_reader(path: Path, mapping: ItemsMapping) -> str:
     """SQL relation over ``path`` with the contract's item columns."""
-    selects = []
-    for target in ITEM_COLUMNS:
-        source = mapping.source_column(target)
-        if target in mapping.constants:
-            expr = _quote(mapping.constants[target])
-        elif source is None:
-            expr = "NULL"
-        elif target == "category" and mapping.category_separator != "|":
-            expr = f"replace({source}::VARCHAR, {_quote(mapping.category_separator)}, '|')"
-        else:
-            expr = f"{source}::VARCHAR"
-        selects.append(f"{expr} AS {target}")
-    return f"(SELECT {', '.join(selects)} FROM {_raw_reader(path, mapping)})"
+
+    def special(target: str, source: str) -> str | None:
+        if target == "category" and mapping.category_separator != "|":
+            return f"replace({source}::VARCHAR, {_quote(mapping.category_separator)}, '|')"
+        return None
+
+    return _relation(path, mapping, ITEM_COLUMNS, special)
 
 
 # MovieLens (ml-latest-small / ml-latest layout) -------------------------------------------

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ranking import dataset, drift
+from ranking import dataset, drift, registry
 from ranking.config import Settings
 from ranking.events import warehouse
-from ranking.registry import Champion
 
 
 def reference_sample(
@@ -36,7 +35,7 @@ def reference_sample(
 
 
 def recent_candidates(
-    settings: Settings, store, champion: Champion, start: datetime, end: datetime
+    settings: Settings, store, champion: registry.Champion, start: datetime, end: datetime
 ) -> pd.DataFrame:
     """Rows built like training rows for ``[start, end)``, with features, scored."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
@@ -104,6 +103,73 @@ def cap_trending(report: drift.DriftReport, patterns: list[str]) -> drift.DriftR
     return report
 
 
+def measure_champion(
+    settings: Settings, store, as_of: datetime
+) -> tuple[str, MonitorOutput] | None:
+    """Drift of the champion over the window before ``as_of``; None without a champion."""
+    from mlflow.exceptions import MlflowException
+
+    champion = registry.load_champion(settings)
+    if champion is None:
+        return None
+    try:
+        reference = registry.load_frame_artifact(settings, champion.version, "drift_reference")
+    except (MlflowException, OSError) as exc:
+        raise RuntimeError(
+            f"ranker v{champion.version} has no drift reference (trained before monitoring "
+            f"existed?): retrain it. {exc}"
+        ) from None
+    start, end = monitor_window(as_of, settings.monitor_window_days)
+    current = recent_candidates(settings, store, champion, start, end)
+    output = compare_and_report(
+        settings, reference, current, champion.features,
+        settings.monitoring_dir / f"{as_of:%Y%m%dT%H%M}",
+        title=f"Drift of ranker v{champion.version}: {start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} vs its training reference",
+    )  # fmt: skip
+    return champion.version, output
+
+
 def monitor_window(as_of: datetime, days: int) -> tuple[datetime, datetime]:
     """The ``current`` window: the ``days`` before ``as_of``."""
     return as_of - timedelta(days=days), as_of
+
+
+MONITORING_EXPERIMENT = "ranking-monitoring"
+
+
+def status_of(report: drift.DriftReport) -> str:
+    """'breach' (any fail), 'not enough data' (for every column), 'warn' or 'ok'."""
+    if report.breached:
+        return "breach"
+    if report.counts().get("not enough data", 0) == len(report.features):
+        return "not enough data"
+    return "warn" if report.drifted else "ok"
+
+
+def log_drift_run(settings: Settings, version: str, output: MonitorOutput, as_of: str) -> str:
+    """A run in the monitoring experiment, tagged with the champion version it watched."""
+    import mlflow
+
+    client = registry.client_for(settings)
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(
+            MONITORING_EXPERIMENT, artifact_location=settings.mlflow_artifact_location
+        )
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift {as_of}") as run:
+        mlflow.set_tags({"model_name": settings.model_name, "model_version": version,
+                         "as_of": as_of, "breached": str(output.report.breached)})  # fmt: skip
+        metrics = {"breached": float(output.report.breached)}
+        for f in output.report.features:
+            for stat in ("psi", "js", "null_rate_cur"):
+                value = getattr(f, stat)
+                if value is not None and value == value:  # skip None and NaN
+                    metrics[f"{stat}_{f.name}"] = float(value)
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(output.json_path))
+        mlflow.log_artifact(str(output.html_path))
+    return run.info.run_id

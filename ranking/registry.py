@@ -184,33 +184,28 @@ def load_frame_artifact(settings: Settings, version: str, name: str) -> pd.DataF
         return pd.read_parquet(path)
 
 
-def load_version(settings: Settings, version: str) -> Champion:
-    """Load a registered version with its feature service and feature list."""
-    client = client_for(settings)
-    mv = client.get_model_version(settings.model_name, version)
-    model = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{version}")
+def _champion(settings: Settings, mv, uri: str) -> Champion:
     return Champion(
-        model=model,
+        model=mlflow.xgboost.load_model(uri),
         version=str(mv.version),
         feature_service=mv.tags.get("feature_service", settings.feature_service),
         features=json.loads(mv.tags["features"]),
     )
+
+
+def load_version(settings: Settings, version: str) -> Champion:
+    """Load a registered version with its feature service and feature list."""
+    mv = client_for(settings).get_model_version(settings.model_name, version)
+    return _champion(settings, mv, f"models:/{settings.model_name}/{version}")
 
 
 def load_champion(settings: Settings) -> Champion | None:
     """The model behind ``models:/<name>@champion``, or None when there is none yet."""
-    client = client_for(settings)
     try:
-        mv = client.get_model_version_by_alias(settings.model_name, CHAMPION)
+        mv = client_for(settings).get_model_version_by_alias(settings.model_name, CHAMPION)
     except MlflowException:
         return None
-    model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@{CHAMPION}")
-    return Champion(
-        model=model,
-        version=str(mv.version),
-        feature_service=mv.tags.get("feature_service", settings.feature_service),
-        features=json.loads(mv.tags["features"]),
-    )
+    return _champion(settings, mv, f"models:/{settings.model_name}@{CHAMPION}")
 
 
 CHALLENGER = "challenger"

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pandas as pd
 
+from ranking.config import Settings
+from ranking.events import warehouse
 from ranking.registry import Champion
 from ranking.store import online_features
 
@@ -129,3 +131,21 @@ def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> li
         }
         for row in ranked.items.itertuples(index=False)
     ]
+
+
+def rank_request(
+    settings: Settings,
+    store,
+    champion: Champion | None,
+    user_id: str,
+    now: datetime,
+    k: int = 10,
+    item_ids: list[str] | None = None,
+) -> RankedList:
+    """Rank for ``user_id``: the caller's ``item_ids``, or candidates from the catalogue."""
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        if item_ids:
+            candidates = given_candidates(con, item_ids, now)
+        else:
+            candidates = candidate_items(con, user_id, now, settings.candidate_pool)
+    return rank_for_user(store, champion, candidates, user_id, now, k)
