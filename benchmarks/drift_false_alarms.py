@@ -55,8 +55,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ranking import synth  # noqa: E402
-from ranking.drift import DriftReport, DriftThresholds, detect_drift  # noqa: E402
+from ranking.checks.thresholds import DriftThresholds  # noqa: E402
+from ranking.ingest import synth  # noqa: E402
+from ranking.monitoring.drift import DriftReport, detect_drift  # noqa: E402
 
 END = datetime(2026, 1, 1)
 

@@ -102,13 +102,17 @@ def machine() -> dict[str, object]:
 def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
     import duckdb
 
-    from ranking import dataset, features, store, synth, train
-    from ranking.config import get_settings
-    from ranking.events import ingest
+    from ranking import home as ranking_home
+    from ranking.features import families, store
+    from ranking.features import snapshots as features
+    from ranking.ingest import synth
+    from ranking.ingest.contract import ingest
+    from ranking.settings import get_settings
+    from ranking.training import dataset
+    from ranking.training import rankers as train
 
-    settings = get_settings(home=home)
-    settings.ensure_dirs()
-    settings.export_env()
+    settings = ranking_home.prepare(get_settings(home=home))
+    cadence = settings.features.snapshot_every
     end = datetime(2026, 3, 1)  # fixed: the benchmark never reads the clock for data
     results: list[StageResult] = []
     state: dict[str, object] = {}
@@ -134,22 +138,22 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
 
     def compute() -> int:
         build = features.build_feature_tables(settings.warehouse_path, settings.features_dir,
-                                              end, settings.snapshot_every,
-                                              settings.decay_half_life_days)  # fmt: skip
+                                              end, cadence,
+                                              settings.features.decay_half_life_days)  # fmt: skip
         state["build"] = build
         return sum(build.rows.values())
 
     def apply() -> int:
         store.apply_repo(settings)
-        return len(features.FAMILIES)
+        return len(families.FAMILIES)
 
     def materialize() -> int:
         fs = store.get_store(settings)
-        start, stop = store.materialize_window(state["build"].snapshots, settings.snapshot_every)
+        start, stop = store.materialize_window(state["build"].snapshots, cadence)
         store.materialize_latest(fs, start.replace(tzinfo=UTC), stop.replace(tzinfo=UTC))
         state["store"] = fs
         # Rows pushed online: every family's rows in the materialized window.
-        files = [str(f.parquet_path(settings.features_dir)) for f in features.FAMILIES]
+        files = [str(f.parquet_path(settings.features_dir)) for f in families.FAMILIES]
         return int(duckdb.sql(
             "SELECT count(*) FROM read_parquet($files) WHERE event_timestamp >= $start "
             "AND event_timestamp < $stop",
@@ -159,7 +163,8 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
 
     def training_set() -> int:
         first = min(state["build"].snapshots)
-        times = dataset.split_times(first, end, settings.valid_days, settings.test_days)
+        times = dataset.split_times(first, end, settings.training.valid_days,
+                                    settings.training.test_days)  # fmt: skip
         frame, names = dataset.build_training_set(settings.warehouse_path, state["store"],
                                                   settings, times)  # fmt: skip
         state["frame"], state["names"] = frame, names
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args(argv)
-    from ranking.cli import quiet_libraries
+    from cli.common import quiet_libraries
 
     quiet_libraries()
     home = args.home or Path(tempfile.mkdtemp(prefix="ranking-bench-"))

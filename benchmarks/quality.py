@@ -30,11 +30,20 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ranking import dataset, features, holdout, mapping, store, synth, train  # noqa: E402
-from ranking.cli import quiet_libraries  # noqa: E402
-from ranking.config import Settings, get_settings  # noqa: E402
-from ranking.evaluate import REPORT_METRICS  # noqa: E402
-from ranking.events import ingest, warehouse  # noqa: E402
+from cli.common import quiet_libraries  # noqa: E402
+from ranking import home as ranking_home  # noqa: E402
+from ranking.evaluation import report as holdout  # noqa: E402
+from ranking.features import snapshots as features  # noqa: E402
+from ranking.features import store  # noqa: E402
+from ranking.ingest import synth  # noqa: E402
+from ranking.ingest.contract import ingest  # noqa: E402
+from ranking.ingest.movielens import is_movielens  # noqa: E402
+from ranking.ingest.sources import resolve_source  # noqa: E402
+from ranking.schema import REPORT_METRICS  # noqa: E402
+from ranking.settings import Settings, get_settings  # noqa: E402
+from ranking.training import dataset  # noqa: E402
+from ranking.training import rankers as train  # noqa: E402
+from ranking.warehouse import warehouse  # noqa: E402
 
 NOW = datetime(2026, 1, 1)  # load time for the "future timestamp" check; data is older
 
@@ -51,8 +60,8 @@ def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.Spl
     """Load the data set and build the feature store; returns settings and split times."""
     base = get_settings(home=home)
     if args.dataset == "movielens":
-        source = mapping.resolve_source(args.data_dir, source_format="movielens")
-        base.ensure_dirs()
+        source = resolve_source(args.data_dir, source_format="movielens")
+        ranking_home.ensure_dirs(base)
         ingest(base.warehouse_path, source.events, base.event_types, NOW, source.items,
                source.events_reader, source.items_reader)  # fmt: skip
         with warehouse(base.warehouse_path, read_only=True) as con:
@@ -60,39 +69,42 @@ def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.Spl
         as_of = newest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         test_start = _quantile_time(base, 1 - args.test_share)
         valid_start = _quantile_time(base, 1 - args.test_share - args.valid_share)
-        overrides = {
+        features_section = {
             "snapshot_every": timedelta(days=7),
-            "group_by": "day",
             "decay_half_life_days": 30.0,
+            "history_days": (as_of - valid_start).days + args.train_years * 365,
+        }
+        training_section = {
+            "group_by": "day",
             "test_days": (as_of - test_start).days,
             "valid_days": (test_start - valid_start).days,
-            "history_days": (as_of - valid_start).days + args.train_years * 365,
         }
     else:
         end = datetime(2026, 3, 1)
         data = synth.generate(synth.SynthConfig(events=args.events, days=42, end=end, seed=7))
         paths = synth.write(data, base.raw_dir)
         ingest(base.warehouse_path, paths["events"], base.event_types, end, paths["items"])
-        as_of, overrides = end, {}
+        as_of, features_section, training_section = end, {}, {}
     popular, uniform = (int(n) for n in args.negatives.split(","))
-    overrides |= {"n_estimators": args.n_estimators, "negatives_popular": popular,
-                  "negatives_random": uniform}  # fmt: skip
-    settings = get_settings(home=home, **overrides)
-    settings.ensure_dirs()
-    settings.export_env()
-    first = features.first_snapshot(as_of, settings.history_days)
+    training_section |= {"n_estimators": args.n_estimators, "negatives_popular": popular,
+                         "negatives_random": uniform}  # fmt: skip
+    settings = get_settings(home=home, features=features_section, training=training_section)
+    ranking_home.prepare(settings)
+    cadence = settings.features.snapshot_every
+    first = features.first_snapshot(as_of, settings.features.history_days)
     build = features.build_feature_tables(settings.warehouse_path, settings.features_dir, as_of,
-                                          settings.snapshot_every, settings.decay_half_life_days,
+                                          cadence, settings.features.decay_half_life_days,
                                           first_snapshot=first)  # fmt: skip
     store.apply_repo(settings)
     start = max(min(build.snapshots), first or min(build.snapshots))
-    times = dataset.split_times(start, as_of, settings.valid_days, settings.test_days)
+    times = dataset.split_times(start, as_of, settings.training.valid_days,
+                                settings.training.test_days)  # fmt: skip
     return settings, times
 
 
 def run_seed(settings: Settings, times: dataset.SplitTimes, seed: int, full_catalogue: bool):
     """Train both models with ``seed`` and evaluate every scorer; long-format rows."""
-    settings = settings.model_copy(update={"seed": seed})
+    settings = settings.updated(seed=seed)
     fs = store.get_store(settings)
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
     fit_train, fit_valid = frame[frame["split"] == "train"], frame[frame["split"] == "valid"]
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     args = parser.parse_args(argv)
     quiet_libraries()
-    if args.dataset == "movielens" and not mapping.is_movielens(args.data_dir):
+    if args.dataset == "movielens" and not is_movielens(args.data_dir):
         parser.error(f"{args.data_dir}: no ratings.csv and movies.csv (MovieLens layout)")
     home = args.home or Path(tempfile.mkdtemp(prefix="ranking-quality-"))
     console = Console(width=max(Console().width, 160))

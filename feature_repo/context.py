@@ -8,9 +8,9 @@ import pandas as pd
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Int64
+from feature_views import INPUTS
 
-from ranking.config import get_settings
-from ranking.features import CONTEXT_FEATURES
+from ranking.features.specs import CONTEXT_FEATURES
 
 request_context = RequestSource(
     name="request_context",
@@ -26,8 +26,8 @@ request_context = RequestSource(
     schema=[Field(name=f.name, dtype=Int64) for f in CONTEXT_FEATURES],
     description="Request-time context. "
     + " ".join(f"{f.name}: {f.description}" for f in CONTEXT_FEATURES),
-    tags={"owner": get_settings().feature_owner, "family": "request_context"},
-    owner=get_settings().feature_owner,
+    tags={"owner": INPUTS.owner, "family": "request_context"},
+    owner=INPUTS.owner,
 )
 def request_time_context(inputs: pd.DataFrame) -> pd.DataFrame:
     when = pd.to_datetime(inputs["request_timestamp_s"], unit="s", utc=True)

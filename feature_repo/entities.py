@@ -22,3 +22,6 @@ category = Entity(
     value_type=ValueType.STRING,
     description="An item's primary category (the first of its '|'-separated categories).",
 )
+
+#: The entities of each feature family's entity name (see ``ranking.features.specs``).
+FAMILY_ENTITIES = {"user": [user], "item": [item], "user_category": [user, category]}

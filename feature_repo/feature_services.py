@@ -8,34 +8,27 @@ serving with exactly the features they learned from.
 
 from context import request_time_context
 from feast import FeatureService
-from feature_views import (
-    REGISTERED_VIEWS,
-    item_stats,
-    user_category,
-    user_long_term,
-    user_short_term,
-)
+from feature_views import INPUTS, VIEWS
 
-from ranking.config import get_settings
-from ranking.feature_registry import BASE_SERVICE, load_services
+from ranking.features.definitions import BASE_SERVICE, BASE_VIEWS
+from ranking.features.repo import service_views
+from ranking.features.specs import CONTEXT_VIEW
 
-_settings = get_settings()
-_VIEWS = {
-    "user_long_term": user_long_term,
-    "user_short_term": user_short_term,
-    "item_stats": item_stats,
-    "user_category": user_category,
-    "request_time_context": request_time_context,
-} | REGISTERED_VIEWS
+_VIEWS = VIEWS | {CONTEXT_VIEW: request_time_context}
 
-SERVICES: dict[str, FeatureService] = {}
-for _name, _views in load_services(_settings.feature_definitions_dir).items():
-    SERVICES[_name] = globals()[_name] = FeatureService(
-        name=_name,
-        features=[_VIEWS[v] for v in _views],
+
+def feature_service(name: str, views: list[str]) -> FeatureService:
+    registered = [v for v in views if v not in BASE_VIEWS]
+    return FeatureService(
+        name=name,
+        features=[_VIEWS[v] for v in views],
         description="Behavioural user, item, user x category and request-context features."
-        if _name == BASE_SERVICE
-        else f"{BASE_SERVICE} plus registered families: "
-        + ", ".join(v for v in _views if v in REGISTERED_VIEWS),
-        tags={"owner": _settings.feature_owner, "model": "ranker"},
+        if name == BASE_SERVICE
+        else f"{BASE_SERVICE} plus registered families: " + ", ".join(registered),
+        tags={"owner": INPUTS.owner, "model": "ranker"},
     )
+
+
+SERVICES = {name: feature_service(name, views) for name, views in service_views(INPUTS).items()}
+# `feast apply` collects the services it finds as module attributes, one per name.
+globals().update(SERVICES)

@@ -10,30 +10,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
-from ranking import feature_registry, features, store
-from ranking.config import Settings
+from ranking.features import registration, store
+from ranking.features.build import build_all_families
+from ranking.features.definitions import FeatureDefinition
+from ranking.features.snapshots import FeatureBuild
+from ranking.settings import Settings
 
 
 @task
-def compute(settings: Settings, as_of_iso: str) -> features.FeatureBuild:
+def compute(settings: Settings, as_of_iso: str) -> FeatureBuild:
     """Built-in families, then every registered family on the same snapshot grid."""
-    as_of = parse_time(as_of_iso, utc_now())
-    build = features.build_feature_tables(
-        settings.warehouse_path,
-        settings.features_dir,
-        as_of,
-        settings.snapshot_every,
-        settings.decay_half_life_days,
-        first_snapshot=features.first_snapshot(as_of, settings.history_days),
-    )
-    build.rows |= feature_registry.compute_registered(
-        settings.feature_definitions_dir,
-        settings.warehouse_path,
-        settings.features_dir,
-        as_of,
-        build.snapshots,
-    )
-    return build
+    return build_all_families(settings, parse_time(as_of_iso, utc_now()))
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -44,18 +31,18 @@ def apply(settings: Settings) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=5)
-def materialize(settings: Settings, build: features.FeatureBuild) -> None:
-    start, end = store.materialize_window(build.snapshots, settings.snapshot_every)
+def materialize(settings: Settings, build: FeatureBuild) -> None:
+    start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(
         store.get_store(settings), start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
     )
 
 
 @flow(name="build-features", log_prints=True)
-def features_flow(as_of: str | None = None, home: str | None = None) -> features.FeatureBuild:
+def features_flow(as_of: str | None = None, home: str | None = None) -> FeatureBuild:
     """Snapshot features up to ``as_of`` (default: now, floored to the cadence)."""
     settings = flow_settings(home)
-    cadence_s = settings.snapshot_every.total_seconds()
+    cadence_s = settings.features.snapshot_every.total_seconds()
     as_of_dt = floor_to(parse_time(as_of, utc_now()), cadence_s)
     build = compute(settings, as_of_dt.isoformat())
     apply(settings)
@@ -83,17 +70,10 @@ class Registration:
 
 
 @task(cache_policy=NO_CACHE)
-def validate_definition(settings: Settings, name: str) -> feature_registry.FeatureDefinition:
-    validation = feature_registry.validate(settings.feature_definitions_dir, name)
-    if not validation.ok:
-        raise feature_registry.DefinitionError("\n".join(validation.problems))
-    definition = validation.definition
-    if abs(definition.cadence_days * 86400 - settings.snapshot_every.total_seconds()) > 1:
-        raise feature_registry.DefinitionError(
-            f"definition {name!r}: cadence_days: {definition.cadence_days} differs from the "
-            f"platform's snapshot cadence ({settings.snapshot_every})"
-        )
-    return definition
+def validate_definition(settings: Settings, name: str) -> FeatureDefinition:
+    return registration.validated_definition(
+        settings.features.definitions_dir, name, settings.features.snapshot_every
+    )
 
 
 @flow(name="register-feature", log_prints=True)
@@ -105,21 +85,21 @@ def register_flow(name: str, as_of: str | None = None, home: str | None = None) 
     """
     settings = flow_settings(home)
     definition = validate_definition(settings, name)
-    as_of_dt = floor_to(parse_time(as_of, utc_now()), settings.snapshot_every.total_seconds())
-    snapshots = [s for s in feature_registry.snapshot_grid(settings.features_dir) if s <= as_of_dt]
+    cadence = settings.features.snapshot_every
+    as_of_dt = floor_to(parse_time(as_of, utc_now()), cadence.total_seconds())
+    snapshots = [s for s in registration.snapshot_grid(settings.features_dir) if s <= as_of_dt]
+    definitions_dir = settings.features.definitions_dir
     try:
-        with feature_registry.restored_on_failure(
-            settings.feature_definitions_dir, settings.features_dir, name
-        ):
-            rows = feature_registry.compute_definition(
+        with registration.restored_on_failure(definitions_dir, settings.features_dir, name):
+            rows = registration.compute_definition(
                 definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots
             )
-            service = feature_registry.add_service_version(settings.feature_definitions_dir, name)
+            service = registration.add_service_version(definitions_dir, name)
             apply(settings)
     except Exception:
         apply(settings)  # the Feast registry back to the restored definitions
         raise
-    materialize(settings, features.FeatureBuild(rows={name: rows}, snapshots=snapshots))
+    materialize(settings, FeatureBuild(rows={name: rows}, snapshots=snapshots))
     names = [f.name for f in definition.features]
     print(f"registered {name} ({', '.join(names)}): {rows:,} rows backfilled, service {service}")
     create_markdown_artifact(

@@ -8,7 +8,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import flow_settings, parse_time, utc_now
-from ranking import events, mapping
+from ranking.ingest.contract import LoadReport, ingest
+from ranking.ingest.sources import resolve_source
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -20,11 +21,11 @@ def load(
     now_iso: str,
     mapping_path: str | None,
     source_format: str,
-) -> list[events.LoadReport]:
-    source = mapping.resolve_source(Path(events_path), Path(items_path) if items_path else None,
+) -> list[LoadReport]:
+    source = resolve_source(Path(events_path), Path(items_path) if items_path else None,
                                     Path(mapping_path) if mapping_path else None,
                                     source_format)  # fmt: skip
-    return events.ingest(
+    return ingest(
         Path(warehouse),
         source.events,
         event_types,
@@ -35,7 +36,7 @@ def load(
     )
 
 
-def _markdown(reports: list[events.LoadReport]) -> str:
+def _markdown(reports: list[LoadReport]) -> str:
     lines = ["# Ingestion", "", "| target | read | accepted | quarantined | duplicates |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in reports:
@@ -52,7 +53,7 @@ def _markdown(reports: list[events.LoadReport]) -> str:
 def ingest_flow(
     events_path: str, items_path: str | None = None, now: str | None = None,
     home: str | None = None, mapping_path: str | None = None, source_format: str = "auto",
-) -> list[events.LoadReport]:  # fmt: skip
+) -> list[LoadReport]:  # fmt: skip
     """Load events (and items) into the warehouse; bad rows go to quarantine.
 
     ``source_format`` 'auto' reads contract files and recognises a MovieLens folder;

@@ -11,8 +11,8 @@ from flows.common import flow_settings, parse_time, utc_now
 from flows.features import features_flow
 from flows.ingest import ingest_flow
 from flows.train import TrainResult, train_flow
-from ranking.events import LoadReport
-from ranking.features import FeatureBuild
+from ranking.features.snapshots import FeatureBuild
+from ranking.ingest.contract import LoadReport
 
 
 @dataclass

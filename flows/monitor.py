@@ -10,8 +10,9 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.common import floor_to, flow_settings, parse_time, utc_now
 from flows.train import TrainResult, train_flow
-from ranking import monitor, store
-from ranking.config import Settings
+from ranking.features import store
+from ranking.monitoring import monitor
+from ranking.settings import Settings
 
 
 @dataclass
@@ -60,7 +61,7 @@ def monitor_flow(as_of: str | None = None, home: str | None = None) -> MonitorRe
     status = monitor.status_of(report)
     print(f"drift of ranker v{version}: {status} {counts}; report {output.html_path}")
     retrained = None
-    if status == "breach" and settings.retrain_on_drift:
+    if status == "breach" and settings.monitoring.retrain_on_drift:
         print("drift breach: starting the training flow")
         retrained = train_flow(as_of=as_of_dt.isoformat(), home=home)
     return MonitorResult(status, version, counts, str(output.json_path), str(output.html_path),

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ranking import synth
-from ranking.config import Settings, get_settings
+from ranking.home import ensure_dirs
+from ranking.ingest import synth
+from ranking.settings import Settings, get_settings
 
 #: A fixed clock for tests: library code never reads the real one.
 NOW = datetime(2026, 3, 1, 12, 0, 0)
@@ -25,8 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh home, with splits sized for three weeks of data."""
-    s = get_settings(home=tmp_path / "home", valid_days=5, test_days=5, n_estimators=60)
-    s.ensure_dirs()
+    s = get_settings(
+        home=tmp_path / "home", training={"valid_days": 5, "test_days": 5, "n_estimators": 60}
+    )
+    ensure_dirs(s)
     return s
 
 

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import evaluate
-from ranking.baselines import BASELINES, baseline_scores
-from ranking.config import Settings
-from ranking.events import ingest, warehouse
+from ranking.evaluation import metrics as evaluate
+from ranking.evaluation.baselines import baseline_scores
+from ranking.ingest.contract import ingest
+from ranking.schema import BASELINES
+from ranking.settings import Settings
+from ranking.warehouse import warehouse
 from tests.conftest import NOW
 
 CUTOFF = datetime(2026, 2, 20)
@@ -102,7 +104,7 @@ def test_most_popular_counts_relevant_events_before_the_cutoff(tiny, settings, c
 @pytest.mark.parametrize("half_life", [None, 14.0])
 def test_recently_popular_decays_with_the_half_life(tiny, settings, candidates, half_life):
     scored = _scores(tiny, settings, candidates, half_life_days=half_life)
-    h = half_life or settings.decay_half_life_days
+    h = half_life or settings.features.decay_half_life_days
 
     def w(days: float) -> float:
         return 0.5 ** (days / h)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ranking.cli import app
+from cli import app
 
 runner = CliRunner()
 

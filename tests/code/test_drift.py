@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import drift
-from ranking.drift import DriftThresholds, detect_drift, psi
+from ranking.checks.thresholds import DriftThresholds
+from ranking.monitoring import drift
+from ranking.monitoring.drift import detect_drift, psi
+from ranking.monitoring.html_report import write_html_report
 
 CATEGORIES = [f"cat{i:02d}" for i in range(12)]
 CAT_P = np.linspace(1.0, 3.0, len(CATEGORIES)) / np.linspace(1.0, 3.0, len(CATEGORIES)).sum()
@@ -213,12 +215,12 @@ def test_html_report_has_one_image_per_drifted_feature(
     )
     report = _check(reference, faulty)
     assert sorted(f.name for f in report.drifted) == ["amount", "category", "dwell"]
-    path = drift.write_html_report(report, reference, faulty, tmp_path / "out" / "drift.html")
+    path = write_html_report(report, reference, faulty, tmp_path / "out" / "drift.html")
     page = path.read_text(encoding="utf-8")
     assert page.count("<img ") == 3
     assert page.count('src="data:image/png;base64,') == 3
     assert "http://" not in page and "https://" not in page  # self-contained
     for name in NUMERIC + CATEGORICAL + ["score"]:
         assert f"<td>{name}</td>" in page  # every feature in the summary table
-    quiet = drift.write_html_report(_check(reference, current), reference, current, path)
+    quiet = write_html_report(_check(reference, current), reference, current, path)
     assert "<img " not in quiet.read_text(encoding="utf-8")

@@ -6,8 +6,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from ranking import synth
-from ranking.drift import DriftThresholds, check_categorical, check_numeric
+from ranking.checks.thresholds import DriftThresholds
+from ranking.ingest import synth
+from ranking.monitoring.drift import check_categorical, check_numeric
 
 END = datetime(2026, 3, 1)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score
 
-from ranking.evaluate import compare, most_popular_scores, ranking_metrics
+from ranking.evaluation.metrics import compare, most_popular_scores, ranking_metrics
 
 
 def test_hand_computed_group() -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ranking.events import IngestError, check_readable, ingest, load_events, warehouse
+from ranking.errors import IngestError
+from ranking.ingest.contract import check_readable, ingest, load_events
+from ranking.warehouse import warehouse
 from tests.conftest import NOW
 
 TYPES = ["impression", "click", "view", "play", "skip", "add_to_cart", "purchase", "rating"]

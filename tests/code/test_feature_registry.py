@@ -15,26 +15,26 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ranking import synth
-from ranking.config import DEFAULT_LABEL_WEIGHTS, PROJECT_ROOT, get_settings
-from ranking.events import ingest, scalar, warehouse, warehouse_counts
-from ranking.feature_registry import (
+from ranking.errors import DefinitionError
+from ranking.features.catalogue import catalogue
+from ranking.features.definitions import (
     BASE_SERVICE,
     BASE_VIEWS,
-    DefinitionError,
     FeatureDefinition,
-    Validation,
-    add_service_version,
-    catalogue,
-    compute_definition,
     definition_path,
     load_definition,
     load_services,
     resolve_service,
-    run_definition,
     services_path,
-    validate,
 )
+from ranking.features.registration import add_service_version, compute_definition
+from ranking.features.store import service_name
+from ranking.features.validation import Validation, run_definition, validate
+from ranking.ingest import synth
+from ranking.ingest.contract import ingest
+from ranking.schema import DEFAULT_LABEL_WEIGHTS
+from ranking.settings import PROJECT_ROOT, get_settings
+from ranking.warehouse import scalar, warehouse, warehouse_counts
 
 EXAMPLE = PROJECT_ROOT / "feature_repo" / "examples" / "user_skips.yaml"
 DAY = timedelta(days=1)
@@ -537,18 +537,18 @@ def test_settings_resolve_latest_to_the_newest_version(tmp_path: Path) -> None:
     definitions = tmp_path / "definitions"
     definitions.mkdir()
     home = tmp_path / "home"
-    fresh = get_settings(home=home, feature_definitions_dir=definitions, feature_service="latest")
-    assert fresh.feature_service == BASE_SERVICE
+
+    def service(name: str) -> str:
+        features = {"definitions_dir": definitions, "service": name}
+        return service_name(get_settings(home=home, features=features))
+
+    assert service("latest") == BASE_SERVICE
     add_service_version(definitions, "user_skips")
     add_service_version(definitions, "item_extra")
-    s = get_settings(home=home, feature_definitions_dir=definitions, feature_service="latest")
-    assert s.feature_service == "ranker_v3"
-    pinned = get_settings(
-        home=home, feature_definitions_dir=definitions, feature_service="ranker_v2"
-    )
-    assert pinned.feature_service == "ranker_v2"
+    assert service("latest") == "ranker_v3"
+    assert service("ranker_v2") == "ranker_v2"
     with pytest.raises(ValueError, match="ranker_v9"):
-        get_settings(home=home, feature_definitions_dir=definitions, feature_service="ranker_v9")
+        service("ranker_v9")
 
 
 # 6. Backfill to Parquet ---------------------------------------------------------------------

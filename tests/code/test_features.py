@@ -9,9 +9,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ranking import synth
-from ranking.events import ingest, load_events, warehouse
-from ranking.features import FAMILIES, compute_features
+from ranking.features.families import FAMILIES
+from ranking.features.snapshots import compute_features
+from ranking.ingest import synth
+from ranking.ingest.contract import ingest, load_events
+from ranking.warehouse import warehouse
 from tests.conftest import END, NOW
 
 TYPES = ["impression", "click", "view", "play", "skip", "add_to_cart", "purchase", "rating"]

@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import dataset, evaluate, train
-from ranking.config import Settings
-from ranking.events import ingest, warehouse
+from ranking.evaluation import metrics as evaluate
+from ranking.ingest.contract import ingest
+from ranking.settings import Settings
+from ranking.training import dataset
+from ranking.training import rankers as train
+from ranking.warehouse import warehouse
 from tests.conftest import NOW
 
 TIMES = dataset.split_times(datetime(2026, 2, 1), datetime(2026, 3, 1), valid_days=5, test_days=5)
@@ -68,13 +71,9 @@ def small(tmp_path: Path, settings: Settings) -> Settings:
         tmp_path / "items.csv",
     )
     assert [r.accepted for r in reports] == [6, 15]
-    return settings.model_copy(
-        update={
-            "negatives_popular": 2,
-            "negatives_random": 2,
-            "eval_negatives_popular": 2,
-            "eval_negatives_random": 2,
-        }
+    return settings.updated(
+        training={"negatives_popular": 2, "negatives_random": 2},
+        evaluation={"negatives_popular": 2, "negatives_random": 2},
     )
 
 
@@ -185,7 +184,7 @@ def _synthetic(groups: int, first: int, rng: np.random.Generator, size: int = 12
 def test_lightgbm_learns_a_signal(settings: Settings) -> None:
     rng = np.random.default_rng(0)
     fit, valid, test = (_synthetic(g, f, rng) for g, f in ((150, 0), (40, 150), (80, 190)))
-    settings = settings.model_copy(update={"n_estimators": 40, "early_stopping_rounds": 10})
+    settings = settings.updated(training={"n_estimators": 40, "early_stopping_rounds": 10})
     trained = train.train_lightgbm(fit, valid, ["signal", "noise"], settings)
     assert trained.features == ["signal", "noise"]
     assert 1 <= trained.best_iteration <= 40

@@ -6,13 +6,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
-from ranking.cli import app
-from ranking.config import DEFAULT_LABEL_WEIGHTS
-from ranking.events import IngestError, LoadReport, ingest, warehouse
-from ranking.mapping import Source, resolve_source
+from cli import app
+from cli.common import console
+from ranking.errors import IngestError
+from ranking.ingest.contract import LoadReport, ingest
+from ranking.ingest.sources import Source, resolve_source
+from ranking.schema import DEFAULT_LABEL_WEIGHTS
+from ranking.warehouse import warehouse
 from tests.conftest import NOW
 
 TYPES = sorted(DEFAULT_LABEL_WEIGHTS)
@@ -252,10 +254,10 @@ runner = CliRunner()
 @pytest.fixture
 def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI exports settings to the environment: undo that after the test."""
-    for name in ("RANKING_HOME", "RANKING_SNAPSHOT_EVERY", "RANKING_FEATURE_OWNER", "PREFECT_HOME"):
+    for name in ("RANKING_HOME", "PREFECT_HOME"):
         monkeypatch.delenv(name, raising=False)
     # Rich wraps at 80 columns off a terminal; judge the message, not the wrapping.
-    monkeypatch.setattr("ranking.cli.console", Console(width=1000))
+    monkeypatch.setattr(console, "width", 1000)
 
 
 def _cli_ingest(tmp_path: Path, mapping_text: str):

@@ -13,22 +13,16 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from ranking import synth
-from ranking.config import DEFAULT_LABEL_WEIGHTS
-from ranking.events import ingest, warehouse
-from ranking.features import FAMILIES, compute_features
-from ranking.quality import (
-    Band,
-    CheckResult,
-    MaxLimit,
-    MinLimit,
-    QualityError,
-    QualityReport,
-    QualityThresholds,
-    check_events,
-    check_features,
-    check_training_set,
-)
+from ranking.checks.limits import Band, MaxLimit, MinLimit
+from ranking.checks.report import CheckResult, QualityError, QualityReport
+from ranking.checks.thresholds import QualityThresholds
+from ranking.features.families import FAMILIES
+from ranking.features.snapshots import compute_features
+from ranking.ingest import synth
+from ranking.ingest.contract import ingest
+from ranking.quality import check_events, check_features, check_training_set
+from ranking.schema import DEFAULT_LABEL_WEIGHTS
+from ranking.warehouse import warehouse
 from tests.conftest import END, NOW
 
 TYPES = sorted(DEFAULT_LABEL_WEIGHTS)

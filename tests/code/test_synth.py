@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from ranking import synth
+from ranking.ingest import synth
 
 CFG = synth.SynthConfig(events=30_000, days=28, end=datetime(2026, 3, 1), seed=5)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -12,16 +13,22 @@ import pytest
 from fastapi.testclient import TestClient
 from prefect.testing.utilities import prefect_test_harness
 
+from cli.serving import rank_with_champion
 from flows.features import register_flow
 from flows.loop import ranking_loop
 from flows.monitor import monitor_flow
 from flows.train import train_flow
-from ranking import registry, store, synth
-from ranking.api import create_app
-from ranking.cli import _rank, _sample_user
-from ranking.config import get_settings
-from ranking.events import ingest
-from ranking.quality import QualityError
+from ranking.checks.report import QualityError
+from ranking.features import store
+from ranking.home import ensure_dirs
+from ranking.ingest import synth
+from ranking.ingest.contract import ingest
+from ranking.publishing import aliases, models
+from ranking.schema import CHAMPION
+from ranking.serving.http import create_app
+from ranking.settings import get_settings
+from ranking.training import tracking
+from ranking.warehouse import most_active_user
 from tests.conftest import END, NOW
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +45,8 @@ def prefect_server():
 def loop_run(prefect_server, tmp_path_factory: pytest.TempPathFactory,
              small_data: synth.SynthData):  # fmt: skip
     home = tmp_path_factory.mktemp("e2e-home")
-    settings = get_settings(home=home, valid_days=5, test_days=5, n_estimators=60)
-    settings.ensure_dirs()
+    settings = get_settings(home=home)
+    ensure_dirs(settings)
     paths = synth.write(small_data, settings.raw_dir)
     result = ranking_loop(str(paths["events"]), str(paths["items"]),
                           as_of=END.isoformat(), now=NOW.isoformat(), home=str(home))  # fmt: skip
@@ -61,12 +68,12 @@ def test_loop_loads_features_and_registers_a_champion(loop_run) -> None:
 
 def test_champion_loads_by_alias_and_carries_its_lineage(loop_run) -> None:
     settings, _, result = loop_run
-    client = registry.client_for(settings)
-    mv = client.get_model_version_by_alias(settings.model_name, registry.CHAMPION)
+    client = tracking.client_for(settings)
+    mv = client.get_model_version_by_alias(settings.publishing.model_name, CHAMPION)
     assert str(mv.version) == result.training.version
     for tag in ("feature_service", "data_window", "training_set_hash", "code_version", "features"):
         assert mv.tags.get(tag), tag
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    model = mlflow.pyfunc.load_model(f"models:/{settings.publishing.model_name}@champion")
     assert model.metadata.signature is not None
     artifacts = {a.path for a in client.list_artifacts(result.training.run_id)}
     assert {"feature_importance.png", "features.json", "evaluation.csv"} <= artifacts
@@ -74,8 +81,8 @@ def test_champion_loads_by_alias_and_carries_its_lineage(loop_run) -> None:
 
 def test_online_store_and_ranked_list(loop_run) -> None:
     settings, _, result = loop_run
-    user = _sample_user(settings)
-    ranked = _rank(settings, user, 10, NOW)
+    user = most_active_user(settings.warehouse_path)
+    ranked = rank_with_champion(settings, user, 10, NOW)
     assert ranked.fallback is None
     assert ranked.model_version == result.training.version
     assert len(ranked.items) == 10
@@ -85,14 +92,14 @@ def test_online_store_and_ranked_list(loop_run) -> None:
         store.get_store(settings),
         [{"user_id": user, "item_id": ranked.items["item_id"][0],
           "category": ranked.items["category"][0], "request_timestamp_s": 1_772_366_400}],
-        settings.feature_service,
+        store.service_name(settings),
     )  # fmt: skip
     assert online.loc[0, "user_events_all"] > 0
 
 
 def test_unknown_user_gets_the_popularity_fallback(loop_run) -> None:
     settings, _, _ = loop_run
-    ranked = _rank(settings, "nobody-here", 5, NOW)
+    ranked = rank_with_champion(settings, "nobody-here", 5, NOW)
     assert ranked.fallback and "nobody-here" in ranked.fallback
     assert len(ranked.items) == 5
 
@@ -112,35 +119,39 @@ def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     assert again.training.table.loc["xgboost", "ndcg@10"] == pytest.approx(
         first.training.table.loc["xgboost", "ndcg@10"]
     )
-    client = registry.client_for(settings)
-    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
+    client = tracking.client_for(settings)
+    assert len(client.search_model_versions(f"name = '{settings.publishing.model_name}'")) == 1
 
 
 def test_version_carries_data_quality_and_a_drift_reference(loop_run) -> None:
     settings, _, result = loop_run
     tags = (
-        registry.client_for(settings)
-        .get_model_version(settings.model_name, result.training.version)
+        tracking.client_for(settings)
+        .get_model_version(settings.publishing.model_name, result.training.version)
         .tags
     )
-    assert tags["data_quality"].startswith("data quality ")
-    assert "fail" in tags["data_quality"]  # counts are spelled out, e.g. "0 fail"
-    reference = registry.load_frame_artifact(settings, result.training.version, "drift_reference")
+    # A published version passed its data checks: the tag counts no failure.
+    assert re.match(r"data quality (OK|WARN): \d+ checks, \d+ ok, \d+ warn, 0 fail",
+                    tags["data_quality"]), tags["data_quality"]  # fmt: skip
+    reference = tracking.load_frame_artifact(settings, result.training.version, "drift_reference")
     assert {"category", "score", "user_clicks_7d"} <= set(reference.columns)
-    assert 0 < len(reference) <= settings.drift_reference_rows
+    assert 0 < len(reference) <= settings.monitoring.reference_rows
 
 
 def test_monitor_writes_reports_and_logs_against_the_champion(loop_run) -> None:
     settings, _, result = loop_run
     outcome = monitor_flow(as_of=END.isoformat(), home=str(settings.home))
     assert outcome.model_version == result.training.version
-    assert outcome.status in {"ok", "warn", "breach", "not enough data"}
     report = json.loads(Path(outcome.json_path).read_text())
+    # The status is the report's verdict, and only a breach retrains (retrain_on_drift).
+    expected = "breach" if report["breached"] else "warn" if report["counts"]["warn"] else "ok"
+    assert outcome.status == expected
+    assert (outcome.retrained is not None) == report["breached"]
     names = {f["name"] for f in report["features"]}
     assert {"score", "category", "user_clicks_7d"} <= names
     assert sum(outcome.counts.values()) == len(report["features"])
     assert Path(outcome.html_path).read_text().startswith("<!DOCTYPE html>")
-    client = registry.client_for(settings)
+    client = tracking.client_for(settings)
     experiment = client.get_experiment_by_name("ranking-monitoring")
     runs = client.search_runs([experiment.experiment_id])
     assert runs and runs[0].data.tags["model_version"] == result.training.version
@@ -149,10 +160,10 @@ def test_monitor_writes_reports_and_logs_against_the_champion(loop_run) -> None:
 def test_a_drift_breach_starts_the_training_flow(loop_run, monkeypatch) -> None:
     settings, _, result = loop_run
     # Thresholds so tight that ordinary week-to-week noise breaches them.
-    monkeypatch.setenv("RANKING_DRIFT", json.dumps({
+    monkeypatch.setenv("RANKING_MONITORING__DRIFT", json.dumps({
         "psi_warn": 1e-6, "psi_fail": 2e-6, "ks_pvalue": 0.999, "js_warn": 1e-6,
         "js_fail": 2e-6, "chi2_pvalue": 0.999, "min_samples": 5}))  # fmt: skip
-    monkeypatch.setenv("RANKING_DRIFT_TRENDING_FEATURES", "[]")
+    monkeypatch.setenv("RANKING_MONITORING__TRENDING_FEATURES", "[]")
     outcome = monitor_flow(as_of=END.isoformat(), home=str(settings.home))
     assert outcome.status == "breach"
     assert outcome.retrained is not None  # the training flow ran
@@ -161,22 +172,24 @@ def test_a_drift_breach_starts_the_training_flow(loop_run, monkeypatch) -> None:
 
 def test_a_failing_data_check_stops_training_before_anything_is_published(loop_run) -> None:
     settings, _, _ = loop_run
-    client = registry.client_for(settings)
-    before = len(client.search_model_versions(f"name = '{settings.model_name}'"))
+    client = tracking.client_for(settings)
+    before = len(client.search_model_versions(f"name = '{settings.publishing.model_name}'"))
     month_later = (END + timedelta(days=30)).isoformat()  # the newest event is 30 days old
     with pytest.raises(QualityError, match="freshness_hours"):
         train_flow(as_of=month_later, home=str(settings.home))
-    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == before
+    assert len(client.search_model_versions(f"name = '{settings.publishing.model_name}'")) == before
 
 
 def test_http_service_ranks_with_the_champion_and_logs_what_it_served(
     loop_run, tmp_path: Path
 ) -> None:
     settings, _, result = loop_run
-    champion = registry.current_champion_version(registry.client_for(settings), settings.model_name)
+    champion = aliases.current_champion_version(
+        tracking.client_for(settings), settings.publishing.model_name
+    )
     http = TestClient(create_app(settings, clock=lambda: NOW))
     assert http.get("/health").json() == {"status": "ok", "model_version": champion}
-    user = _sample_user(settings)
+    user = most_active_user(settings.warehouse_path)
     body = http.post("/rank", json={"user_id": user, "k": 5}).json()
     assert body["model_version"] == champion and body["fallback"] is None
     scores = [item["score"] for item in body["items"]]
@@ -204,23 +217,23 @@ def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serv
     definitions.mkdir()
     example = Path(__file__).resolve().parents[2] / "feature_repo/examples/user_skips.yaml"
     shutil.copy(example, definitions / "user_skips.yaml")
-    monkeypatch.setenv("RANKING_FEATURE_DEFINITIONS_DIR", str(definitions))
+    monkeypatch.setenv("RANKING_FEATURES__DEFINITIONS_DIR", str(definitions))
 
     done = register_flow("user_skips", as_of=END.isoformat(), home=str(settings.home))
     assert done.service == "ranker_v2" and done.rows > 0
     assert "user_skip_rate_7d" in done.features
 
     trained = train_flow(as_of=END.isoformat(), home=str(settings.home))
-    client = registry.client_for(settings)
-    tags = client.get_model_version(settings.model_name, trained.version).tags
+    client = tracking.client_for(settings)
+    tags = client.get_model_version(settings.publishing.model_name, trained.version).tags
     assert tags["feature_service"] == "ranker_v2"
     assert "user_skip_rate_7d" in json.loads(tags["features"])
 
-    old = registry.load_version(settings, first.training.version)
+    old = models.load_version(settings, first.training.version)
     assert old.feature_service == "ranker_v1"
     assert "user_skip_rate_7d" not in old.features
     fs = store.get_store(get_settings(home=settings.home))
-    user = _sample_user(settings)
+    user = most_active_user(settings.warehouse_path)
     rows = [{"user_id": user, "item_id": "i000001", "category": "drama",
              "request_timestamp_s": int(NOW.timestamp())}]  # fmt: skip
     served_old = store.online_features(fs, rows, old.feature_service)

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import drift
+from ranking.monitoring import drift
+from ranking.monitoring.html_report import write_html_report
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +152,7 @@ def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sorted(f.name for f in report.drifted) == DRIFTED, status
     assert status["clicks"] == status["device"] == "ok", status
     out = tmp_path_factory.mktemp("report")
-    return drift.write_html_report(report, reference, current, out / "drift.html")
+    return write_html_report(report, reference, current, out / "drift.html")
 
 
 @needs_chromium

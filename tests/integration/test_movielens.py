@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ranking.config import DEFAULT_LABEL_WEIGHTS
-from ranking.events import LoadReport, ingest, warehouse
-from ranking.mapping import resolve_source
+from ranking.ingest.contract import LoadReport, ingest
+from ranking.ingest.sources import resolve_source
+from ranking.schema import DEFAULT_LABEL_WEIGHTS
+from ranking.warehouse import warehouse
 from tests.conftest import NOW, SHARED_DATA
 
 MOVIELENS = SHARED_DATA / "ml-latest-small"

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import registry, train
-from ranking.config import Settings
+from ranking.publishing import aliases, models
+from ranking.publishing.gate import ChampionScore, decide
+from ranking.settings import Settings
+from ranking.training import rankers as train
+from ranking.training import tracking
 
 
 def _frame(seed: int, groups: int = 40) -> pd.DataFrame:
@@ -23,7 +26,7 @@ def _log_real_version(settings: Settings, seed: int) -> str:
     """Train and log a tiny ranker through the real path (``log_and_register``)."""
     frame = _frame(seed)
     trained = train.train_ranker(frame, _frame(seed + 100), ["f1", "f2"], settings)
-    _, version = registry.log_and_register(
+    _, version = tracking.log_and_register(
         settings,
         model=trained.model,
         features=["f1", "f2"],
@@ -44,80 +47,102 @@ def _log_real_version(settings: Settings, seed: int) -> str:
 
 def _register(settings: Settings, seed: int) -> str:
     """Another version of the first logged model (cheap: no new training or upload)."""
-    client = registry.client_for(settings)
+    client = tracking.client_for(settings)
     try:
-        first = client.get_model_version(settings.model_name, "1")
+        first = client.get_model_version(settings.publishing.model_name, "1")
     except Exception:  # noqa: BLE001 - no model yet: log the first one for real
         return _log_real_version(settings, seed)
     tags = first.tags | {"training_set_hash": str(seed)}
-    mv = client.create_model_version(settings.model_name, first.source, first.run_id, tags)
+    mv = client.create_model_version(
+        settings.publishing.model_name, first.source, first.run_id, tags
+    )
     return str(mv.version)
 
 
 @pytest.fixture
 def gated(settings: Settings) -> Settings:
-    return settings.model_copy(update={"n_estimators": 5, "promotion_margin": 0.01})
+    return settings.updated(training={"n_estimators": 5}, publishing={"promotion_margin": 0.01})
+
+
+def promote_if_better(
+    settings: Settings,
+    version: str,
+    ndcg: float,
+    champion_ndcg: float | None,
+    champion_version: str | None,
+    baseline_ndcg: float | None = None,
+    quality_failed: str | None = None,
+) -> tuple[bool, str]:
+    """The training flow's gate step: decide, then write the outcome to the registry."""
+    champion = ChampionScore(champion_version, champion_ndcg)
+    margin = settings.publishing.promotion_margin
+    decision = decide(ndcg, champion, baseline_ndcg, margin, quality_failed)
+    aliases.record_decision(settings, version, decision)
+    return decision.promote, decision.reason
 
 
 def test_first_version_becomes_champion_then_only_a_clear_win_replaces_it(gated) -> None:
     v1 = _register(gated, 1)
-    assert registry.promote_if_better(gated, v1, 0.50, None, None) == (True, "no champion yet")
+    assert promote_if_better(gated, v1, 0.50, None, None) == (True, "no champion yet")
     v2 = _register(gated, 2)
-    promoted, reason = registry.promote_if_better(gated, v2, 0.505, 0.50, v1)
+    promoted, reason = promote_if_better(gated, v2, 0.505, 0.50, v1)
     assert not promoted and "does not beat" in reason  # within the margin
-    assert registry.load_champion(gated).version == v1
+    assert models.load_champion(gated).version == v1
     v3 = _register(gated, 3)
-    promoted, _ = registry.promote_if_better(gated, v3, 0.45, 0.50, v1)
+    promoted, _ = promote_if_better(gated, v3, 0.45, 0.50, v1)
     assert not promoted  # a worse model is never promoted
     v4 = _register(gated, 4)
-    promoted, reason = registry.promote_if_better(gated, v4, 0.53, 0.50, v1)
+    promoted, reason = promote_if_better(gated, v4, 0.53, 0.50, v1)
     assert promoted and "beats champion v1" in reason
-    champion = registry.load_champion(gated)
+    champion = models.load_champion(gated)
     assert champion.version == v4 and champion.features == ["f1", "f2"]
-    tags = registry.client_for(gated).get_model_version(gated.model_name, v2).tags
+    tags = tracking.client_for(gated).get_model_version(gated.publishing.model_name, v2).tags
     assert "does not beat" in tags["promotion"]
 
 
 def test_reuse_lookup_matches_hash_and_code(gated) -> None:
     v1 = _register(gated, 7)
-    assert registry.version_trained_on(gated, "7", "test") == v1
-    assert registry.version_trained_on(gated, "7", "other-commit") is None
-    assert registry.version_trained_on(gated, "8", "test") is None
-    assert registry.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
+    assert tracking.version_trained_on(gated, "7", "test") == v1
+    assert tracking.version_trained_on(gated, "7", "other-commit") is None
+    assert tracking.version_trained_on(gated, "8", "test") is None
+    assert tracking.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
 
 
 def test_losers_become_challenger_and_the_first_must_beat_the_baseline(gated) -> None:
-    client = registry.client_for(gated)
+    client = tracking.client_for(gated)
     v1 = _register(gated, 11)
-    promoted, reason = registry.promote_if_better(gated, v1, 0.40, None, None, baseline_ndcg=0.45)
+    promoted, reason = promote_if_better(gated, v1, 0.40, None, None, baseline_ndcg=0.45)
     assert not promoted and "most-popular" in reason
-    assert registry.load_champion(gated) is None
-    assert str(client.get_model_version_by_alias(gated.model_name, "challenger").version) == v1
+    assert models.load_champion(gated) is None
+    assert (
+        str(client.get_model_version_by_alias(gated.publishing.model_name, "challenger").version)
+        == v1
+    )
     v2 = _register(gated, 12)
-    promoted, _ = registry.promote_if_better(gated, v2, 0.50, None, None, baseline_ndcg=0.45)
-    assert promoted and registry.load_champion(gated).version == v2
+    promoted, _ = promote_if_better(gated, v2, 0.50, None, None, baseline_ndcg=0.45)
+    assert promoted and models.load_champion(gated).version == v2
     v3 = _register(gated, 13)
-    promoted, reason = registry.promote_if_better(
+    promoted, reason = promote_if_better(
         gated, v3, 0.90, 0.50, v2, quality_failed="events/freshness_hours"
     )
     assert not promoted and "data checks failed" in reason
-    assert registry.load_champion(gated).version == v2
+    assert models.load_champion(gated).version == v2
 
 
 def test_manual_promotion_and_rollback_walk_the_champion_history(gated) -> None:
     v1, v2, v3 = (_register(gated, s) for s in (21, 22, 23))
-    registry.promote(gated, v1, "first")
-    registry.promote(gated, v2, "looked better offline")
-    registry.promote(gated, v3, "hotfix")
-    assert registry.rollback(gated, "v3 broke the feed") == (v3, v2)
-    assert registry.load_champion(gated).version == v2
-    assert registry.rollback(gated, "v2 too") == (v2, v1)
+    aliases.promote(gated, v1, "first")
+    aliases.promote(gated, v2, "looked better offline")
+    aliases.promote(gated, v3, "hotfix")
+    assert aliases.rollback(gated, "v3 broke the feed") == (v3, v2)
+    assert models.load_champion(gated).version == v2
+    assert aliases.rollback(gated, "v2 too") == (v2, v1)
     with pytest.raises(ValueError, match="nothing to roll back to"):
-        registry.rollback(gated, "no more")
-    listed = registry.list_versions(gated)
+        aliases.rollback(gated, "no more")
+    listed = aliases.list_versions(gated)
     assert list(listed["version"]) == [1, 2, 3]
     assert listed.set_index("version").loc[int(v1), "aliases"] == "champion"
-    shown = registry.describe_version(gated, v3)
+    shown = aliases.describe_version(gated, v3)
     assert shown["tags"]["rolled_back"] == "v3 broke the feed"
     assert "promoted by hand: hotfix" in shown["tags"]["promotion"]
 
@@ -126,17 +151,21 @@ def test_a_reader_of_the_alias_never_fails_during_promotions(gated) -> None:
     import threading
 
     versions = [_register(gated, s) for s in (31, 32)]
-    registry.promote(gated, versions[0], "start")
+    aliases.promote(gated, versions[0], "start")
     failures: list[Exception] = []
     seen: set[str] = set()
     stop = threading.Event()
 
     def read() -> None:
-        client = registry.client_for(gated)
+        client = tracking.client_for(gated)
         while not stop.is_set():
             try:
                 seen.add(
-                    str(client.get_model_version_by_alias(gated.model_name, "champion").version)
+                    str(
+                        client.get_model_version_by_alias(
+                            gated.publishing.model_name, "champion"
+                        ).version
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - any failure is what we look for
                 failures.append(exc)
@@ -144,7 +173,7 @@ def test_a_reader_of_the_alias_never_fails_during_promotions(gated) -> None:
     reader = threading.Thread(target=read)
     reader.start()
     for i in range(20):
-        registry.promote(gated, versions[i % 2], f"flip {i}")
+        aliases.promote(gated, versions[i % 2], f"flip {i}")
     stop.set()
     reader.join()
     assert not failures

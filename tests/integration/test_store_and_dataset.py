@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ranking import dataset, features, store, synth
-from ranking.config import Settings, get_settings
-from ranking.events import ingest, warehouse
+from ranking.features import snapshots as features
+from ranking.features import store
+from ranking.home import ensure_dirs
+from ranking.ingest import synth
+from ranking.ingest.contract import ingest
+from ranking.settings import Settings, get_settings
+from ranking.training import dataset
+from ranking.warehouse import warehouse
 from tests.conftest import END, NOW
 
 
@@ -18,8 +23,8 @@ from tests.conftest import END, NOW
 def applied(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     """A home with events ingested, features computed, `feast apply` run, materialized."""
     home = tmp_path_factory.mktemp("home")
-    settings = get_settings(home=home, valid_days=5, test_days=5)
-    settings.ensure_dirs()
+    settings = get_settings(home=home, training={"valid_days": 5, "test_days": 5})
+    ensure_dirs(settings)
     paths = synth.write(small_data, settings.raw_dir)
     ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
     build = features.build_feature_tables(
@@ -27,7 +32,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthDat
     )
     store.apply_repo(settings)
     fs = store.get_store(settings)
-    start, end = store.materialize_window(build.snapshots, settings.snapshot_every)
+    start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
     times = dataset.split_times(min(build.snapshots), END, 5, 5)
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
@@ -113,7 +118,7 @@ def test_online_store_serves_the_newest_snapshot(applied) -> None:
                 "request_timestamp_s": 1_772_000_000,
             }
         ],  # fmt: skip
-        settings.feature_service,
+        store.service_name(settings),
     )
     assert online.loc[0, "user_events_all"] == user["user_events_all"]
     assert online.loc[0, "user_clicks_all"] == user["user_clicks_all"]

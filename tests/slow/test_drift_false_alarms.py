@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ranking import synth
-from ranking.drift import DriftThresholds
+from ranking.checks.thresholds import DriftThresholds
+from ranking.ingest import synth
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,123 @@
+"""``ranking demo``, ``ranking schedule`` and ``ranking ui``: the whole loop, on schedule."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from cli.common import HomeOption, console, now, settings_for
+from cli.serving import print_ranked, rank_with_champion
+from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
+from ranking.settings import Settings
+from ranking.warehouse import most_active_user
+
+app = typer.Typer()
+
+
+@app.command()
+def schedule(
+    features_cron: str = typer.Option("0 * * * *", help="Cron for the features flow (UTC)."),
+    training_cron: str = typer.Option("0 2 * * *", help="Cron for the training flow (UTC)."),
+    monitor_cron: str = typer.Option("30 * * * *", help="Cron for the drift monitor (UTC)."),
+    home: Path = HomeOption,
+) -> None:
+    """Serve the deployments (features hourly, training daily, drift hourly) until Ctrl-C."""
+    from flows.deployments import serve_all
+
+    settings_for(home)
+    serve_all(features_cron, training_cron, monitor_cron)
+
+
+def ui_commands(settings: Settings) -> dict[str, str]:
+    """Shell commands that open each UI on what this home holds."""
+    venv_bin = Path(sys.executable).parent
+    mlflow_uri = settings.publishing.mlflow_uri
+    return {
+        "MLflow": f"open {mlflow_uri}"
+        if mlflow_uri
+        else f"{venv_bin}/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
+        "Prefect": f"PREFECT_HOME={settings.prefect_home} {venv_bin}/prefect server start",
+        "Feast": f"cd {settings.feature_repo} && RANKING_HOME={settings.home} "
+        f"{venv_bin}/feast ui --port 8888",
+    }
+
+
+@app.command()
+def ui(home: Path = HomeOption) -> None:
+    """Print the commands that open the MLflow, Prefect and Feast UIs."""
+    for name, command in ui_commands(settings_for(home)).items():
+        console.print(f"[bold]{name}:[/] {command}", soft_wrap=True)
+
+
+@app.command()
+def demo(
+    events: int = typer.Option(300_000, help="About this many generated events."),
+    days: int = typer.Option(42, help="Days of generated history."),
+    seed: int = typer.Option(7, help="Random seed of the generated data."),
+    home: Path = HomeOption,
+) -> None:
+    """Generate data, run the whole loop through Prefect, and summarise what it did."""
+    from ranking.ingest import synth
+
+    settings = settings_for(home)
+    started = now()
+    end = started.replace(hour=0, minute=0, second=0)
+    cfg = synth.SynthConfig(events=events, days=days, end=end, seed=seed)
+    stamp = settings.raw_dir / "synth.json"
+    wanted = {"events": events, "days": days, "seed": seed, "end": end.isoformat()}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        console.print(f"Reusing generated data in {settings.raw_dir}")
+    else:
+        with console.status(f"Generating about {events:,} events over {days} days"):
+            data = synth.generate(cfg)
+            synth.write(data, settings.raw_dir)
+            stamp.write_text(json.dumps(wanted))
+        console.print(f"Generated {data.events.num_rows:,} events and {len(data.items):,} items")
+        del data  # the loop reads the files; keep the generated tables out of its memory
+    from flows.loop import ranking_loop
+
+    with console.status("Running the loop through Prefect: ingest -> features -> train"):
+        result = ranking_loop(
+            str(settings.raw_dir / "events"),
+            str(settings.raw_dir / "items.parquet"),
+            as_of=end.isoformat(),
+            now=started.isoformat(),
+            home=str(settings.home),
+        )
+    print_summary(settings, result, started)
+
+
+def print_summary(settings: Settings, result, at: datetime) -> None:
+    """What the loop did, a sample ranking, and where to look next."""
+    events_report = next(r for r in result.loads if r.target == "events")
+    table = result.training.table
+    console.rule("Summary")
+    console.print(f"Events: {events_report.summary()}")
+    for reason, n in sorted(events_report.reasons.items()):
+        console.print(f"  quarantined: {reason}: {n}")
+    console.print(
+        f"Feature rows: {sum(result.features.rows.values()):,} in "
+        f"{len(result.features.snapshots)} daily snapshots "
+        + ", ".join(f"{k} {v:,}" for k, v in result.features.rows.items())
+    )
+    model, base = table.loc[MODEL_SCORER], table.loc[MOST_POPULAR]
+    console.print(
+        f"Test NDCG@10: XGBoost {model[HEADLINE_METRIC]:.4f} vs most-popular "
+        f"{base[HEADLINE_METRIC]:.4f} ({model[HEADLINE_METRIC] / base[HEADLINE_METRIC]:.2f}x); "
+        f"MAP@10 {model['map@10']:.4f} vs {base['map@10']:.4f}; "
+        f"recall@10 {model['recall@10']:.4f} vs {base['recall@10']:.4f}"
+    )
+    console.print(f"Ranker v{result.training.version}: {result.training.reason}")
+    console.print(f"Champion: v{result.training.champion_version}")
+    user = most_active_user(settings.warehouse_path)
+    print_ranked(rank_with_champion(settings, user, 10, at))
+    console.print("Open the UIs:")
+    for name, command in ui_commands(settings).items():
+        console.print(f"  [bold]{name}:[/] {command}", soft_wrap=True)
+    console.print(f"  Try: ranking rank --user {user} --k 10", soft_wrap=True)
+    console.print("       ranking evaluate | ranking monitor | ranking models list | "
+                  "ranking features list", soft_wrap=True)  # fmt: skip

@@ -1,0 +1,81 @@
+"""``ranking rank`` and ``ranking serve``: ranked lists, in the shell and over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cli.common import HomeOption, console, now, require_warehouse, settings_for
+from ranking.settings import Settings
+
+app = typer.Typer()
+
+
+def rank_with_champion(settings: Settings, user: str, k: int, at: datetime):
+    """Rank for ``user`` with the champion (the same call the HTTP service makes)."""
+    from ranking.features.store import get_store
+    from ranking.publishing.models import load_champion
+    from ranking.serving.ranker import rank_request
+
+    require_warehouse(settings)
+    return rank_request(settings, get_store(settings), load_champion(settings), user, at, k)
+
+
+def print_ranked(ranked) -> None:
+    title = f"Top {len(ranked.items)} for {ranked.user_id}"
+    if ranked.fallback:
+        console.print(f"[yellow]popularity fallback:[/] {ranked.fallback}")
+    else:
+        title += f" (ranker v{ranked.model_version}, alias champion)"
+    console.print(f"[italic]{title}[/]", soft_wrap=True)  # a title above, not wrapped in it
+    table = Table()
+    for col in ("rank", "item_id", "category", "score"):
+        table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    for row in ranked.items.itertuples(index=False):
+        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}")
+    console.print(table)
+
+
+@app.command()
+def rank(
+    user: str = typer.Option(..., "--user", help="User id."),
+    k: int = typer.Option(10, "--k", help="How many items."),
+    at: str = typer.Option(None, help="Request time (ISO); default now."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    home: Path = HomeOption,
+) -> None:
+    """Rank items for a user with online features and the champion model."""
+    moment = datetime.fromisoformat(at) if at else now()
+    ranked = rank_with_champion(settings_for(home), user, k, moment)
+    if as_json:
+        payload = {
+            "user_id": ranked.user_id,
+            "model_version": ranked.model_version,
+            "fallback": ranked.fallback,
+            "items": ranked.items.to_dict(orient="records"),
+        }
+        sys.stdout.write(json.dumps(payload, default=float) + "\n")
+        return
+    print_ranked(ranked)
+
+
+@app.command("serve")
+def serve_http(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+    home: Path = HomeOption,
+) -> None:
+    """HTTP ranking service (FastAPI): POST /rank, GET /health; logs served impressions."""
+    import uvicorn
+
+    from ranking.serving.http import create_app
+
+    settings = settings_for(home)
+    console.print(f"Serving on http://{host}:{port} (docs at /docs); served lists go to "
+                  f"{settings.raw_dir / 'served'}", soft_wrap=True)  # fmt: skip
+    uvicorn.run(create_app(settings, clock=now), host=host, port=port, log_level="warning")

@@ -1,0 +1,84 @@
+"""Offline evaluation on the test holdout: the models and every baseline, same candidates.
+
+Used by the training flow (each run logs these tables), ``ranking evaluate`` (the
+champion today) and ``benchmarks/quality.py`` (model against baselines and LightGBM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from ranking.errors import NoDataError
+from ranking.evaluation import baselines, metrics
+from ranking.features.store import get_store, service_name
+from ranking.settings import Settings
+from ranking.times import floor_to
+from ranking.training import dataset
+from ranking.training.rankers import score
+from ranking.warehouse import warehouse
+
+
+def holdout_with_features(
+    settings: Settings, store, times: dataset.SplitTimes, full_catalogue: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
+    """The test queries at ``times.test_start`` with their features from Feast."""
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        holdout = dataset.build_holdout_frame(con, settings, times, full_catalogue=full_catalogue)
+    if holdout.empty:
+        raise NoDataError(
+            f"no returning user with a relevant event between {times.test_start} and {times.end}"
+        )
+    return dataset.with_features(store, holdout, service_name(settings))
+
+
+def evaluation_tables(
+    settings: Settings,
+    test: pd.DataFrame,
+    model_scores: dict[str, pd.Series],
+    cutoff: datetime,
+    catalogue_size: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(overall table, table by user segment) for the models and every baseline."""
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        scores = dict(model_scores)
+        scores |= baselines.baseline_scores(con, settings, test, cutoff, seed=settings.seed)
+    segments = metrics.user_segment(
+        test["user_history_events"],
+        settings.evaluation.segment_light_min,
+        settings.evaluation.segment_heavy_min,
+    )
+    return (
+        metrics.report(test, scores, seed=settings.seed, catalogue_size=catalogue_size),
+        metrics.report_by_segment(test, scores, segments, seed=settings.seed),
+    )
+
+
+@dataclass
+class Evaluation:
+    """An evaluation on the holdout at a cut-off: overall and by user segment."""
+
+    times: dataset.SplitTimes
+    table: pd.DataFrame
+    by_segment: pd.DataFrame
+
+
+def evaluate_champion(
+    settings: Settings,
+    model,
+    features: list[str],
+    name: str,
+    moment: datetime,
+    full_catalogue: bool = False,
+) -> Evaluation:
+    """Score ``model`` and every baseline on the holdout that ends at ``moment``."""
+    cadence = settings.features.snapshot_every.total_seconds()
+    times = dataset.split_for(settings, floor_to(moment, cadence))
+    test, _ = holdout_with_features(
+        settings, get_store(settings), times, full_catalogue=full_catalogue
+    )
+    scores = {name: score(model, test, features)}
+    table, by_segment = evaluation_tables(settings, test, scores, times.test_start)
+    return Evaluation(times, table, by_segment)

@@ -1,0 +1,64 @@
+"""What a feature family is: entity keys, typed and described features, and its SQL.
+
+Built-in families (``ranking.features.families``) and families data engineers register
+(``ranking.features.definitions``) share this shape, so Feast views, data checks and the
+catalogue treat them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+#: Entities features hang off, and their join keys (Feast entities of the same names;
+#: ``user_category`` joins on the user and the item's primary category).
+ENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "user": ("user_id",),
+    "item": ("item_id",),
+    "user_category": ("user_id", "category"),
+}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: ``<entity>_<signal>_<window>`` name, Feast type name and meaning."""
+
+    name: str
+    dtype: str  # "Int64" or "Float64"
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    """A feature view's worth of features and the SQL that computes them."""
+
+    name: str
+    entity_keys: tuple[str, ...]
+    description: str
+    features: tuple[FeatureSpec, ...]
+    sql: str = field(repr=False)
+    ttl: timedelta = timedelta(days=2)
+    owner: str | None = None  # None: the platform's owner (settings.features.owner)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def entity(self) -> str:
+        """The entity name (``user``, ``item`` or ``user_category``)."""
+        return next(name for name, keys in ENTITY_KEYS.items() if keys == self.entity_keys)
+
+    def parquet_path(self, features_dir: Path) -> Path:
+        return Path(features_dir) / f"{self.name}.parquet"
+
+
+#: Request-time context features (computed by a Feast on-demand feature view).
+CONTEXT_FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("context_hour_of_day", "Int64", "Hour (UTC, 0-23) of the ranking request."),
+    FeatureSpec("context_day_of_week", "Int64", "Day of week of the request, Monday = 0."),
+    FeatureSpec("context_is_weekend", "Int64", "1 on Saturday and Sunday, else 0."),
+)
+#: The on-demand view that computes them.
+CONTEXT_VIEW = "request_time_context"

@@ -1,0 +1,139 @@
+"""The Feast feature store: apply the repo, materialize, read features offline and online.
+
+``feast apply`` runs as the real CLI in a child process: Feast imports every file of the
+repo as a top-level module, and a fresh process keeps those imports (and the inputs they
+read) from going stale between calls in one long-lived process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureService, FeatureStore
+from pandas.api.types import is_numeric_dtype
+
+from ranking import home
+from ranking.errors import FeastError
+from ranking.features import families, repo
+from ranking.features.definitions import resolve_service
+from ranking.settings import Settings
+
+
+def service_name(settings: Settings) -> str:
+    """The concrete feature service of the settings ('latest' resolved to a version)."""
+    return resolve_service(settings.features.service, settings.features.definitions_dir)
+
+
+def feast_executable() -> str:
+    """The ``feast`` CLI installed beside this Python."""
+    candidate = Path(sys.executable).parent / "feast"
+    return str(candidate) if candidate.exists() else "feast"
+
+
+def apply_repo(settings: Settings) -> str:
+    """Run ``feast apply`` in the feature repo against the configured home."""
+    home.prepare(settings)
+    env = os.environ | repo.RepoInputs.of(settings).to_env()
+    done = subprocess.run(
+        [feast_executable(), "apply"],
+        cwd=settings.feature_repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise FeastError(f"feast apply failed in {settings.feature_repo}:\n{tail}")
+    return done.stdout
+
+
+def repo_fingerprint(settings: Settings) -> str:
+    """A hash of everything ``feast apply`` reads: the repo files and the feature specs."""
+    digest = hashlib.sha256(str(settings.home).encode())
+    sources = sorted(settings.feature_repo.glob("*.py")) + sorted(
+        settings.feature_repo.glob("*.yaml")
+    )
+    definitions = sorted(Path(settings.features.definitions_dir).glob("*.yaml"))
+    code = [Path(families.__file__), Path(repo.__file__)]
+    for path in [*sources, *definitions, *code]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update(repo.RepoInputs.of(settings).to_env()[repo.INPUTS_ENV].encode())
+    return digest.hexdigest()
+
+
+def apply_if_changed(settings: Settings) -> bool:
+    """Run ``feast apply`` unless the registry already holds this exact repo; True if run.
+
+    ``feast apply`` costs several seconds (a child process importing Feast); an unchanged
+    repo over an existing registry needs none of it.
+    """
+    stamp = settings.feast_dir / "applied.sha256"
+    fingerprint = repo_fingerprint(settings)
+    registry = settings.feast_dir / "registry.db"
+    if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return False
+    apply_repo(settings)
+    stamp.write_text(fingerprint)
+    return True
+
+
+def get_store(settings: Settings) -> FeatureStore:
+    """A :class:`FeatureStore` over the repo, with paths from ``settings.home``."""
+    home.export_env(settings)
+    return FeatureStore(repo_path=str(settings.feature_repo))
+
+
+def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> None:
+    """Load the newest value of every entity with a snapshot in ``[start, end]`` online."""
+    store.materialize(start_date=start, end_date=end)
+
+
+def service_features(store: FeatureStore, service_name: str) -> list[str]:
+    """Feature names (without view prefix) that a feature service serves, in order."""
+    service: FeatureService = store.get_feature_service(service_name)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def historical_features(
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    service_name: str,
+    chunk_rows: int = 250_000,
+) -> pd.DataFrame:
+    """Point-in-time join of the service's features onto ``entity_df`` (Feast's job).
+
+    The entity frame goes to Feast in chunks of ``chunk_rows`` and numeric features come
+    back as float32 (what XGBoost uses anyway): Feast's retrieval holds several copies
+    of its result, so one call over a million rows would need gigabytes.
+    """
+    service = store.get_feature_service(service_name)
+    names = {f.name for p in service.feature_view_projections for f in p.features}
+    parts = []
+    for start in range(0, max(len(entity_df), 1), chunk_rows):
+        chunk = entity_df.iloc[start : start + chunk_rows]
+        part = store.get_historical_features(entity_df=chunk, features=service).to_df()
+        numeric = [c for c in part.columns if c in names and is_numeric_dtype(part[c])]
+        parts.append(part.astype(dict.fromkeys(numeric, "float32")))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def online_features(
+    store: FeatureStore, entity_rows: list[dict], service_name: str
+) -> pd.DataFrame:
+    """Latest feature values for ``entity_rows`` from the online store."""
+    service = store.get_feature_service(service_name)
+    return store.get_online_features(features=service, entity_rows=entity_rows).to_df()
+
+
+def materialize_window(snapshots: list[datetime], cadence: timedelta) -> tuple[datetime, datetime]:
+    """The window that holds the newest snapshot (what online serving needs)."""
+    newest = max(snapshots)
+    return newest - cadence / 2, newest + cadence / 2

@@ -1,0 +1,35 @@
+"""The home folder: create its tree and tell external tools where it is.
+
+``feature_store.yaml`` expands ``${RANKING_HOME}``, the Feast repo reads its inputs from
+the environment (see ``ranking.features.repo``), and Prefect keeps its database under
+``PREFECT_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ranking.settings import Settings
+
+
+def ensure_dirs(settings: Settings) -> None:
+    """Create the home folder tree."""
+    for path in (settings.raw_dir, settings.features_dir, settings.feast_dir, settings.mlflow_dir):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def export_env(settings: Settings) -> None:
+    """Export what external tools read from the environment.
+
+    Existing Prefect values win so a shared setup can point elsewhere.
+    """
+    os.environ["RANKING_HOME"] = str(settings.home)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def prepare(settings: Settings) -> Settings:
+    """Create the tree and export the environment; returns ``settings``."""
+    ensure_dirs(settings)
+    export_env(settings)
+    return settings

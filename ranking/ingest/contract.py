@@ -1,0 +1,363 @@
+"""Checked loading of events and items files into the warehouse (the data contract).
+
+Input follows the data contract (see README): CSV, Parquet or JSON Lines, one file or a
+folder of them. Every row read ends up in exactly one of three places, so that
+``read == accepted + quarantined + duplicates`` for every load:
+
+* ``events`` (accepted rows, typed),
+* ``quarantine`` (rows that break the contract, with the reason and the raw record),
+* nowhere, counted as a duplicate (an ``event_id`` already loaded or repeated in the batch).
+
+``event_id`` is derived from the row's content when absent, so loading a file twice adds
+nothing. All the work is DuckDB SQL over the file; Python only assembles the statements.
+Other layouts (MovieLens, YAML column mappings) plug in as a :data:`Reader`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from ranking.errors import IngestError
+from ranking.schema import EVENT_COLUMNS, ITEM_COLUMNS
+from ranking.warehouse import quote, scalar, warehouse
+
+SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
+                      ".json": "json"}  # fmt: skip
+
+#: Turns a file into a SQL relation with contract columns (the plain reader, or a mapping's).
+Reader = Callable[[Path], str]
+
+
+@dataclass
+class LoadReport:
+    """What one load did. ``read == accepted + quarantined + duplicates`` always holds."""
+
+    target: str
+    files: list[str] = field(default_factory=list)
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: LoadReport) -> None:
+        self.files += other.files
+        self.read += other.read
+        self.accepted += other.accepted
+        self.quarantined += other.quarantined
+        self.duplicates += other.duplicates
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.accepted + self.quarantined + self.duplicates
+
+    def summary(self) -> str:
+        return (
+            f"{self.target}: read {self.read:,} = accepted {self.accepted:,} + quarantined "
+            f"{self.quarantined:,} + duplicates {self.duplicates:,}"
+        )
+
+
+def list_input_files(path: Path) -> list[Path]:
+    """The readable files at ``path``: the file itself, or a folder's files, sorted."""
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise IngestError(
+                f"{path}: unsupported format {path.suffix!r}; use one of "
+                f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
+            )
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if not files:
+        raise IngestError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
+    return files
+
+
+def plain_reader(path: Path) -> str:
+    kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
+    p = quote(str(path))
+    if kind == "csv":
+        return f"read_csv({p}, all_varchar = true, header = true, null_padding = true)"
+    if kind == "parquet":
+        return f"read_parquet({p})"
+    return f"read_json({p}, format = 'newline_delimited')"
+
+
+def _source_types(
+    con: duckdb.DuckDBPyConnection, path: Path, reader: Reader = plain_reader
+) -> dict[str, str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader(path)}").fetchall()
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise IngestError(f"{path}: cannot be read: {first_line}") from None
+    return {name.lower(): str(dtype).upper() for name, dtype, *_ in rows}
+
+
+def _timestamp_expr(col: str, dtype: str) -> str:
+    """Parse a timestamp to naive UTC, whatever form the file holds it in."""
+    if dtype.startswith("TIMESTAMP WITH TIME ZONE"):
+        return f"({col} AT TIME ZONE 'UTC')::TIMESTAMP"
+    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
+        return f"{col}::TIMESTAMP"
+    text = f"trim({col}::VARCHAR)"
+    # Unix seconds, or milliseconds when the number is too large to be seconds.
+    epoch = (
+        f"CASE WHEN regexp_full_match({text}, '[0-9]+(\\.[0-9]+)?') THEN "
+        f"(try(to_timestamp(CASE WHEN {text}::DOUBLE > 1e11 THEN {text}::DOUBLE / 1000 "
+        f"ELSE {text}::DOUBLE END)) AT TIME ZONE 'UTC')::TIMESTAMP END"
+    )
+    return f"coalesce(({epoch}), (try_cast({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP)"
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: Iterable[str],
+    reader: Reader = plain_reader,
+) -> None:
+    """Copy a file into temp table ``staged``: raw text of each contract column + row number."""
+    types = _source_types(con, path, reader)
+    selects = ["row_number() OVER () AS _row"]
+    for col in columns:
+        if col in types:
+            raw = f'"{col}"' if types[col] == "VARCHAR" else f'"{col}"::VARCHAR'
+            selects.append(f"nullif(trim({raw}), '') AS {col}")
+            selects.append(
+                f"{_timestamp_expr(chr(34) + col + chr(34), types[col])} AS _{col}_parsed"
+                if col in ("event_timestamp", "created_at")
+                else f"NULL AS _{col}_parsed"
+            )
+        else:
+            selects.append(f"NULL::VARCHAR AS {col}")
+            selects.append(f"NULL::TIMESTAMP AS _{col}_parsed")
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {', '.join(selects)} "
+            f"FROM {reader(path)}"
+        )
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise IngestError(f"{path}: cannot be read: {first_line}") from None
+
+
+def _quarantine_bad(
+    con: duckdb.DuckDBPyConnection, target: str, path: Path, columns: list[str], now: datetime
+) -> dict[str, int]:
+    """Move rows of ``checked`` with a reason into ``quarantine`` (once) and count reasons."""
+    record = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in columns) + "))::VARCHAR"
+    src = quote(str(path))
+    con.execute(
+        f"""
+        INSERT INTO quarantine
+        SELECT q.* FROM (
+            SELECT md5({quote(target)} || {src} || _row::VARCHAR || {record}) AS quarantine_id,
+                   {quote(target)}, {src}, _row, reason, {record}, ?::TIMESTAMP
+            FROM checked WHERE reason IS NOT NULL
+        ) q ANTI JOIN quarantine USING (quarantine_id)
+        """,
+        [now],
+    )
+    return dict(
+        con.execute(
+            "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
+
+
+def load_events_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    event_types: Iterable[str],
+    now: datetime,
+    reader: Reader = plain_reader,
+) -> LoadReport:
+    """Load one events file; see the module docstring for what goes where."""
+    _stage(con, path, EVENT_COLUMNS, reader)
+    types_sql = ", ".join(quote(t) for t in sorted(event_types))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE checked AS
+        SELECT *,
+            lower(event_type) AS event_type_norm,
+            try_cast(value AS DOUBLE) AS value_num,
+            try_cast(position AS INTEGER) AS position_num,
+            CASE
+                WHEN user_id IS NULL THEN 'missing user_id'
+                WHEN item_id IS NULL THEN 'missing item_id'
+                WHEN event_type IS NULL THEN 'missing event_type'
+                WHEN lower(event_type) NOT IN ({types_sql})
+                    THEN 'unknown event_type ' || event_type
+                WHEN event_timestamp IS NULL THEN 'missing event_timestamp'
+                WHEN _event_timestamp_parsed IS NULL THEN 'unparseable event_timestamp'
+                WHEN _event_timestamp_parsed > ?::TIMESTAMP THEN 'future event_timestamp'
+                WHEN value IS NOT NULL AND try_cast(value AS DOUBLE) IS NULL
+                    THEN 'value is not a number'
+                WHEN try_cast(value AS DOUBLE) < 0 THEN 'negative value'
+                WHEN position IS NOT NULL AND try_cast(position AS INTEGER) IS NULL
+                    THEN 'position is not an integer'
+                WHEN try_cast(position AS INTEGER) < 0 THEN 'negative position'
+            END AS reason,
+            coalesce(event_id, md5(concat_ws('|', user_id, item_id, lower(event_type),
+                     _event_timestamp_parsed::VARCHAR, value, session_id, position))) AS _id
+        FROM staged
+        """,
+        [now],
+    )
+    reasons = _quarantine_bad(con, "events", path, EVENT_COLUMNS, now)
+    before = scalar(con, "SELECT count(*) FROM events")
+    con.execute(
+        """
+        INSERT INTO events
+        SELECT _id, user_id, item_id, event_type_norm, _event_timestamp_parsed, value_num,
+               session_id, position_num, ?, ?::TIMESTAMP
+        FROM (
+            SELECT *, row_number() OVER (PARTITION BY _id ORDER BY _row) AS _copy
+            FROM checked WHERE reason IS NULL
+        ) c
+        WHERE _copy = 1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = c._id)
+        """,
+        [str(path), now],
+    )
+    accepted = scalar(con, "SELECT count(*) FROM events") - before
+    read = scalar(con, "SELECT count(*) FROM staged")
+    quarantined = sum(reasons.values())
+    return LoadReport(
+        target="events",
+        files=[str(path)],
+        read=read,
+        accepted=accepted,
+        quarantined=quarantined,
+        duplicates=read - accepted - quarantined,
+        reasons=reasons,
+    )
+
+
+def load_items_file(
+    con: duckdb.DuckDBPyConnection, path: Path, now: datetime, reader: Reader = plain_reader
+) -> LoadReport:
+    """Load one items file; a newer row for an ``item_id`` replaces the older one."""
+    _stage(con, path, ITEM_COLUMNS, reader)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE checked AS
+        SELECT *,
+            try_cast(price AS DOUBLE) AS price_num,
+            CASE lower(available) WHEN 'true' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
+                 WHEN 'false' THEN false WHEN '0' THEN false WHEN 'no' THEN false END AS avail,
+            CASE
+                WHEN item_id IS NULL THEN 'missing item_id'
+                WHEN created_at IS NOT NULL AND _created_at_parsed IS NULL
+                    THEN 'unparseable created_at'
+                WHEN price IS NOT NULL AND try_cast(price AS DOUBLE) IS NULL
+                    THEN 'price is not a number'
+                WHEN try_cast(price AS DOUBLE) < 0 THEN 'negative price'
+                WHEN available IS NOT NULL AND lower(available) NOT IN
+                    ('true', 'false', '1', '0', 'yes', 'no') THEN 'available is not a boolean'
+            END AS reason
+        FROM staged
+        """
+    )
+    reasons = _quarantine_bad(con, "items", path, ITEM_COLUMNS, now)
+    good = con.execute(
+        "SELECT count(*), count(DISTINCT item_id) FROM checked WHERE reason IS NULL"
+    ).fetchall()[0]
+    con.execute(
+        """
+        INSERT OR REPLACE INTO items
+        SELECT item_id, category, split_part(category, '|', 1), _created_at_parsed, price_num,
+               coalesce(avail, true), ?::TIMESTAMP
+        FROM (SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY _row DESC) AS _last
+              FROM checked WHERE reason IS NULL)
+        WHERE _last = 1
+        """,
+        [now],
+    )
+    read = scalar(con, "SELECT count(*) FROM staged")
+    return LoadReport(
+        target="items",
+        files=[str(path)],
+        read=read,
+        accepted=good[1],
+        quarantined=sum(reasons.values()),
+        duplicates=good[0] - good[1],
+        reasons=reasons,
+    )
+
+
+def _files(path: Path | list[Path]) -> list[Path]:
+    if isinstance(path, list):
+        return [f for p in path for f in list_input_files(p)]
+    return list_input_files(path)
+
+
+def load_events(
+    con: duckdb.DuckDBPyConnection,
+    path: Path | list[Path],
+    event_types: Iterable[str],
+    now: datetime,
+    reader: Reader = plain_reader,
+) -> LoadReport:
+    """Load an events file, folder or list of files; unreadable files raise IngestError."""
+    report = LoadReport(target="events")
+    types = list(event_types)
+    for file in _files(path):
+        report.add(load_events_file(con, file, types, now, reader))
+    return report
+
+
+def load_items(
+    con: duckdb.DuckDBPyConnection,
+    path: Path | list[Path],
+    now: datetime,
+    reader: Reader = plain_reader,
+) -> LoadReport:
+    """Load an items file, folder or list of files."""
+    report = LoadReport(target="items")
+    for file in _files(path):
+        report.add(load_items_file(con, file, now, reader))
+    return report
+
+
+def ingest(
+    warehouse_path: Path,
+    events_path: Path | list[Path],
+    event_types: Iterable[str],
+    now: datetime,
+    items_path: Path | list[Path] | None = None,
+    events_reader: Reader = plain_reader,
+    items_reader: Reader = plain_reader,
+) -> list[LoadReport]:
+    """Load items (when given) then events into the warehouse; one report per target.
+
+    ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
+    reader for contract files, a mapping's for other layouts (see ``ranking.mapping``).
+    """
+    reports = []
+    with warehouse(warehouse_path) as con:
+        if items_path is not None:
+            reports.append(load_items(con, items_path, now, items_reader))
+        reports.append(load_events(con, events_path, event_types, now, events_reader))
+    return reports
+
+
+def check_readable(path: Path | list[Path], reader: Reader = plain_reader) -> list[Path]:
+    """Fail fast, with one message naming the file, if any input file cannot be read."""
+    files = _files(path)
+    con = duckdb.connect()
+    try:
+        for file in files:
+            _source_types(con, file, reader)
+    finally:
+        con.close()
+    return files

@@ -1,0 +1,167 @@
+"""Drift monitoring of the serving model: its reference sample against recent candidates.
+
+The reference is logged with each model version at training time: a seeded sample of its
+validation rows (the most recent rows built exactly like training rows), with features,
+item category and the model's score. The current sample is built the same way from the
+last ``monitor_window_days``: the items users met plus sampled negatives, features from
+Feast as of their time (that is, the newest snapshots), scored by the champion. Comparing
+like with like keeps the alarm about the data, not about how the rows were made.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from ranking.monitoring import drift
+from ranking.monitoring.html_report import write_html_report
+from ranking.publishing.models import Champion, load_champion
+from ranking.settings import Settings
+from ranking.training import dataset
+from ranking.training.tracking import client_for, load_frame_artifact, reference_sample
+from ranking.warehouse import warehouse
+
+#: The MLflow experiment that holds one run per monitoring check.
+MONITORING_EXPERIMENT = "ranking-monitoring"
+
+
+def recent_candidates(
+    settings: Settings, store, champion: Champion, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Rows built like training rows for ``[start, end)``, with features, scored."""
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        groups = dataset.interacted_items(con, settings, start, end)
+        if groups.empty:
+            return pd.DataFrame(columns=["category", *champion.features, "score"])
+        keys = ["group_ts", "user_id", "group_key"]
+        groups["group_id"] = groups.groupby(keys, sort=True).ngroup()
+        catalogue = dataset.item_catalogue(con, start)
+    frame = dataset.add_negatives(
+        groups.drop(columns="group_key"),
+        catalogue,
+        settings.training.negatives_popular,
+        settings.training.negatives_random,
+        np.random.default_rng(settings.seed),
+    )
+    frame = dataset.with_request_columns(frame, catalogue)
+    frame, _ = dataset.with_features(store, frame, champion.feature_service)
+    return reference_sample(
+        frame, champion.model, champion.features, settings.monitoring.reference_rows, settings.seed
+    )
+
+
+@dataclass
+class MonitorOutput:
+    """One monitoring run: the drift report and where its files are."""
+
+    report: drift.DriftReport
+    json_path: Path
+    html_path: Path
+
+
+def compare_and_report(
+    settings: Settings,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    out_dir: Path,
+    title: str,
+) -> MonitorOutput:
+    """Drift of every feature, the category mix and the score; JSON and HTML written."""
+    report = drift.detect_drift(
+        reference,
+        current,
+        numeric=[f for f in features if f in reference.columns],
+        categorical=["category"],
+        thresholds=settings.monitoring.drift,
+        score_column="score",
+    )
+    report = cap_trending(report, settings.monitoring.trending_features)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "drift.json"
+    json_path.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    html_path = write_html_report(report, reference, current, out_dir / "drift.html",
+                                        title=title)  # fmt: skip
+    return MonitorOutput(report, json_path, Path(html_path))
+
+
+def cap_trending(report: drift.DriftReport, patterns: list[str]) -> drift.DriftReport:
+    """Downgrade 'fail' to 'warn' for features that trend by construction (see settings)."""
+    for f in report.features:
+        if f.status == "fail" and any(fnmatch.fnmatch(f.name, p) for p in patterns):
+            f.status = "warn"
+            f.reason = f"{f.reason}; capped at warn: grows with time by construction"
+    return report
+
+
+def measure_champion(
+    settings: Settings, store, as_of: datetime
+) -> tuple[str, MonitorOutput] | None:
+    """Drift of the champion over the window before ``as_of``; None without a champion."""
+    champion = load_champion(settings)
+    if champion is None:
+        return None
+    try:
+        reference = load_frame_artifact(settings, champion.version, "drift_reference")
+    except (MlflowException, OSError) as exc:
+        raise RuntimeError(
+            f"ranker v{champion.version} has no drift reference (trained before monitoring "
+            f"existed?): retrain it. {exc}"
+        ) from None
+    start, end = monitor_window(as_of, settings.monitoring.window_days)
+    current = recent_candidates(settings, store, champion, start, end)
+    output = compare_and_report(
+        settings, reference, current, champion.features,
+        settings.monitoring_dir / f"{as_of:%Y%m%dT%H%M}",
+        title=f"Drift of ranker v{champion.version}: {start:%Y-%m-%d %H:%M} to "
+        f"{end:%Y-%m-%d %H:%M} vs its training reference",
+    )  # fmt: skip
+    return champion.version, output
+
+
+def monitor_window(as_of: datetime, days: int) -> tuple[datetime, datetime]:
+    """The ``current`` window: the ``days`` before ``as_of``."""
+    return as_of - timedelta(days=days), as_of
+
+
+def status_of(report: drift.DriftReport) -> str:
+    """'breach' (any fail), 'not enough data' (for every column), 'warn' or 'ok'."""
+    if report.breached:
+        return "breach"
+    if report.counts().get("not enough data", 0) == len(report.features):
+        return "not enough data"
+    return "warn" if report.drifted else "ok"
+
+
+def log_drift_run(settings: Settings, version: str, output: MonitorOutput, as_of: str) -> str:
+    """A run in the monitoring experiment, tagged with the champion version it watched."""
+    client = client_for(settings)
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(
+            MONITORING_EXPERIMENT, artifact_location=settings.mlflow_artifact_location
+        )
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift {as_of}") as run:
+        mlflow.set_tags({"model_name": settings.publishing.model_name, "model_version": version,
+                         "as_of": as_of, "breached": str(output.report.breached)})  # fmt: skip
+        metrics = {"breached": float(output.report.breached)}
+        for f in output.report.features:
+            for stat in ("psi", "js", "null_rate_cur"):
+                value = getattr(f, stat)
+                if value is not None and value == value:  # skip None and NaN
+                    metrics[f"{stat}_{f.name}"] = float(value)
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(output.json_path))
+        mlflow.log_artifact(str(output.html_path))
+    return run.info.run_id

@@ -1,0 +1,80 @@
+"""The promotion gate as a pure decision: the evidence in, a :class:`Decision` with its
+reason out. Writing the outcome to the registry is ``ranking.publishing.aliases``' job
+(decide, then act), so the rule is testable without MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a new version becomes champion, and why (tagged on the version)."""
+
+    promote: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    """The current champion and its NDCG@10 on the new version's holdout.
+
+    ``version`` is None without a champion; ``ndcg`` is None when the champion cannot
+    be scored on this holdout (it needs features the training set lacks).
+    """
+
+    version: str | None = None
+    ndcg: float | None = None
+
+
+def decide(
+    candidate_ndcg: float,
+    champion: ChampionScore,
+    baseline_ndcg: float | None,
+    margin: float,
+    quality_failed: str | None = None,
+) -> Decision:
+    """Promote when the data checks passed and the candidate earns it.
+
+    With no champion, the candidate must beat the most-popular baseline
+    (``baseline_ndcg``, when given); with one, it must beat the champion's NDCG@10 on the
+    same holdout by more than ``margin``.
+    """
+    if quality_failed:
+        return Decision(False, f"data checks failed: {quality_failed}")
+    if champion.version is None:
+        if baseline_ndcg is not None and candidate_ndcg <= baseline_ndcg:
+            return Decision(
+                False,
+                f"no champion yet, but NDCG@10 {candidate_ndcg:.4f} does not beat the "
+                f"most-popular baseline {baseline_ndcg:.4f}",
+            )
+        reason = "no champion yet"
+        if baseline_ndcg is not None:
+            reason += f"; NDCG@10 {candidate_ndcg:.4f} beats most-popular {baseline_ndcg:.4f}"
+        return Decision(True, reason)
+    if champion.ndcg is None:
+        return Decision(
+            False, f"champion v{champion.version} cannot be scored on this test set; kept"
+        )
+    verdict = "beats" if candidate_ndcg > champion.ndcg + margin else "does not beat"
+    return Decision(
+        verdict == "beats",
+        f"NDCG@10 {candidate_ndcg:.4f} {verdict} champion v{champion.version} "
+        f"{champion.ndcg:.4f} by more than {margin}",
+    )
+
+
+def decide_from_table(table: pd.DataFrame, champion: ChampionScore, margin: float) -> Decision:
+    """:func:`decide` on an evaluation table (the model's and most-popular's rows)."""
+    return decide(
+        float(table.loc[MODEL_SCORER, HEADLINE_METRIC]),
+        champion,
+        float(table.loc[MOST_POPULAR, HEADLINE_METRIC]),
+        margin,
+    )

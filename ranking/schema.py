@@ -1,0 +1,99 @@
+"""The platform's vocabulary: the one place for column, event-type, split, scorer and
+metric names. Every stage imports these words from here instead of spelling them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Columns of the data contract ----------------------------------------------------------
+
+#: Events, as the warehouse stores them (``event_id`` is derived when a file lacks it).
+EVENT_COLUMNS = [
+    "event_id", "user_id", "item_id", "event_type", "event_timestamp",
+    "value", "session_id", "position",
+]  # fmt: skip
+#: Items: ``category`` holds one or several ``|``-separated categories, the first primary.
+ITEM_COLUMNS = ["item_id", "category", "created_at", "price", "available"]
+#: Optional events columns whose null rate the data checks measure.
+OPTIONAL_EVENT_COLUMNS = ("value", "session_id", "position")
+#: Columns that make an event's content (everything but its id and load bookkeeping).
+EVENT_CONTENT_COLUMNS = (
+    "user_id", "item_id", "event_type", "event_timestamp", "value", "session_id", "position",
+)  # fmt: skip
+#: The category given to items without one.
+UNKNOWN_CATEGORY = "unknown"
+
+# Event types and labels ----------------------------------------------------------------
+
+IMPRESSION, VIEW, SKIP, CLICK, PLAY = "impression", "view", "skip", "click", "play"
+RATING, TAG, ADD_TO_CART, PURCHASE = "rating", "tag", "add_to_cart", "purchase"
+
+#: Event types the platform understands, and the graded relevance each implies.
+DEFAULT_LABEL_WEIGHTS: dict[str, float] = {
+    IMPRESSION: 0.0,
+    VIEW: 0.0,
+    SKIP: 0.0,
+    CLICK: 1.0,
+    PLAY: 1.0,
+    RATING: 0.0,  # ratings are graded by value, see ``rating_label_offset``
+    TAG: 0.0,  # a free-text tag (MovieLens): engagement, not relevance
+    ADD_TO_CART: 2.0,
+    PURCHASE: 3.0,
+}
+
+#: Event types that count as a positive interaction with an item (popularity, affinity).
+POSITIVE_TYPES = (CLICK, PLAY, ADD_TO_CART, PURCHASE, RATING)
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """A SQL ``IN`` list of string literals: ``('a', 'b')`` (NULL for none)."""
+    quoted = ["'" + str(v).replace("'", "''") + "'" for v in values]
+    return "(" + (", ".join(quoted) or "NULL") + ")"
+
+
+#: ``('click', 'play', ...)``: the positive types as a SQL list.
+POSITIVE_SQL_LIST = sql_list(POSITIVE_TYPES)
+
+# Training-set splits -------------------------------------------------------------------
+
+TRAIN, VALID, TEST = "train", "valid", "test"
+SPLITS = (TRAIN, VALID, TEST)
+
+# Scorers and metrics -------------------------------------------------------------------
+
+#: The learned ranker's name in evaluation tables.
+MODEL_SCORER = "xgboost"
+#: Baselines scored on the same candidates, from raw history.
+RANDOM, MOST_POPULAR, RECENTLY_POPULAR = "random", "most_popular", "recently_popular"
+FAVOURITE_CATEGORIES, COOCCURRENCE = "favourite_categories", "cooccurrence"
+BASELINES = (RANDOM, MOST_POPULAR, RECENTLY_POPULAR, FAVOURITE_CATEGORIES, COOCCURRENCE)
+
+#: The metric the gate and the summaries judge by.
+HEADLINE_METRIC = "ndcg@10"
+#: Metrics of every evaluation table, in column order.
+REPORT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@20", "map@10", "recall@10", "recall@50", "mrr",
+                  "coverage@10")  # fmt: skip
+
+
+def test_metric(metric: str) -> str:
+    """The run metric of the model on the test holdout: ``test_ndcg@10``."""
+    return f"test_{metric}"
+
+
+def baseline_metric(baseline: str, metric: str) -> str:
+    """The run metric of a baseline on the test holdout: ``baseline_most_popular_ndcg@10``."""
+    return f"baseline_{baseline}_{metric}"
+
+
+def mlflow_key(name: str) -> str:
+    """MLflow metric and tag names cannot hold '@': ``ndcg@10`` becomes ``ndcg_at_10``."""
+    return name.replace("@", "_at_")
+
+
+# Model registry ------------------------------------------------------------------------
+
+#: The alias every ranking call resolves; nothing names a version.
+CHAMPION = "champion"
+#: The alias of the newest version that did not pass the gate.
+CHALLENGER = "challenger"

@@ -1,0 +1,107 @@
+"""Ranking for a user: online features from Feast, the ``champion`` model, the top ``k``.
+
+A user the online store does not know, or a platform with no champion yet, gets the
+popularity ranking, and says so. The CLI (``ranking rank``) and the HTTP service call the
+same :func:`rank_request`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from ranking.features.store import online_features
+from ranking.publishing.models import Champion
+from ranking.schema import IMPRESSION
+from ranking.serving.candidates import candidate_items, given_candidates
+from ranking.settings import Settings
+from ranking.warehouse import warehouse
+
+#: A feature every known user has online; all-null means the store does not know them.
+USER_PRESENCE_FEATURE = "user_events_all"
+
+
+@dataclass
+class RankedList:
+    """A ranked list and how it was made."""
+
+    user_id: str
+    items: pd.DataFrame  # rank, item_id, category, score
+    model_version: str | None
+    fallback: str | None  # why the popularity ranking was used, else None
+
+
+def rank_for_user(
+    store,
+    champion: Champion | None,
+    candidates: pd.DataFrame,
+    user_id: str,
+    now: datetime,
+    k: int = 10,
+) -> RankedList:
+    """Score ``candidates`` for ``user_id`` and return the top ``k``."""
+    if candidates.empty:
+        return RankedList(user_id, pd.DataFrame(columns=["rank", "item_id", "category", "score"]),
+                          None, "no candidate items")  # fmt: skip
+    fallback = None if champion is not None else "no champion model registered yet"
+    scored = candidates.copy()
+    if champion is not None:
+        request_s = int(now.replace(tzinfo=UTC).timestamp())
+        rows = [
+            {"user_id": user_id, "item_id": i, "category": c, "request_timestamp_s": request_s}
+            for i, c in zip(scored["item_id"], scored["category"], strict=True)
+        ]
+        feats = online_features(store, rows, champion.feature_service)
+        if feats[USER_PRESENCE_FEATURE].isna().all():
+            fallback = f"user {user_id!r} has no features online (unknown or new user)"
+        else:
+            x = feats[champion.features].astype("float32")
+            scored["score"] = champion.model.predict(x)
+    if fallback is not None:
+        scored["score"] = scored["popularity"].astype(float)
+    top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
+    top.insert(0, "rank", range(1, len(top) + 1))
+    return RankedList(
+        user_id=user_id,
+        items=top[["rank", "item_id", "category", "score"]].reset_index(drop=True),
+        model_version=None if fallback else champion.version,
+        fallback=fallback,
+    )
+
+
+def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:
+    """The served list as impression events in the data contract (to close the loop)."""
+    stamp = now.replace(tzinfo=UTC).isoformat()
+    return [
+        {
+            "event_id": f"{request_id}-{row.rank}",
+            "user_id": ranked.user_id,
+            "item_id": row.item_id,
+            "event_type": IMPRESSION,
+            "event_timestamp": stamp,
+            "value": None,
+            "session_id": request_id,
+            "position": int(row.rank),
+        }
+        for row in ranked.items.itertuples(index=False)
+    ]
+
+
+def rank_request(
+    settings: Settings,
+    store,
+    champion: Champion | None,
+    user_id: str,
+    now: datetime,
+    k: int = 10,
+    item_ids: list[str] | None = None,
+) -> RankedList:
+    """Rank for ``user_id``: the caller's ``item_ids``, or candidates from the catalogue."""
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        if item_ids:
+            candidates = given_candidates(con, item_ids, now)
+        else:
+            candidates = candidate_items(con, user_id, now, settings.serving.candidate_pool)
+    return rank_for_user(store, champion, candidates, user_id, now, k)

@@ -1,0 +1,286 @@
+"""The one settings object: environment variables (``RANKING_*``) and an optional ``.env``.
+
+Settings are nested by stage: ``RANKING_TRAINING__N_ESTIMATORS=200`` sets
+``settings.training.n_estimators``. Every path lives under ``home`` so a whole
+installation can be moved, wiped or pointed elsewhere with ``RANKING_HOME``.
+
+Pure declarations: no stage imports and no I/O here (``ranking.home`` creates the folders
+and exports what external tools read). Nothing reads the clock either: the CLI and the
+flows read "now" once and pass it down.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ranking.checks.thresholds import DriftThresholds, QualityThresholds
+from ranking.schema import DEFAULT_LABEL_WEIGHTS
+
+#: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error
+
+
+class EventSettings(_Section):
+    """Event types and the graded relevance (label) each implies."""
+
+    label_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_LABEL_WEIGHTS),
+        description="Event type -> label weight (JSON); its keys are the accepted event types.",
+    )
+    rating_label_offset: float = Field(
+        default=2.0, description="A rating r gets label max(0, floor(r) - offset): 5 -> 3, 3 -> 1."
+    )
+
+
+class FeatureSettings(_Section):
+    """Feature snapshots and the Feast feature service."""
+
+    snapshot_every: timedelta = Field(
+        default=timedelta(days=1), description="Cadence of feature snapshots (ISO 8601, P1D)."
+    )
+    decay_half_life_days: float = Field(default=7.0, description="Half-life of decayed signals.")
+    history_days: int | None = Field(
+        default=None,
+        description="Snapshot (and train on) only the last N days before as-of; None: all. "
+        "Aggregates still use the whole history before each snapshot.",
+    )
+    owner: str = Field(default="ranking-platform", description="Owner tag of built-in features.")
+    definitions_dir: Path = Field(
+        default=PROJECT_ROOT / "feature_repo" / "definitions",
+        description="Folder of registered feature family definitions (YAML) and services.yaml.",
+    )
+    service: str = Field(
+        default="latest",
+        description="Feast feature service to train on: a version (ranker_v1, ranker_v2...) "
+        "or 'latest', the newest registered version.",
+    )
+
+    @field_validator("definitions_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class TrainingSettings(_Section):
+    """Query groups, sampled negatives, time splits and the XGBoost ranker."""
+
+    group_by: Literal["session", "day"] = Field(
+        default="session", description="Query group: 'session' or 'day'."
+    )
+    negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
+    negatives_random: int = Field(default=5, description="Random negatives per query group.")
+    valid_days: int = Field(default=7, description="Days held out for early stopping.")
+    test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
+    n_estimators: int = Field(default=400, description="Boosting rounds at most.")
+    learning_rate: float = Field(default=0.08, description="XGBoost learning rate.")
+    max_depth: int = Field(default=6, description="XGBoost tree depth.")
+    early_stopping_rounds: int = Field(
+        default=30, description="Rounds without validation NDCG@10 gain before stopping."
+    )
+    device: str = Field(default="cpu", description="XGBoost device: 'cpu' or 'cuda'.")
+
+
+class EvaluationSettings(_Section):
+    """The test holdout's candidates and the user segments of the reports."""
+
+    negatives_popular: int = Field(
+        default=5, description="Popular negatives per test query (evaluation candidates)."
+    )
+    negatives_random: int = Field(
+        default=5, description="Random negatives per test query (evaluation candidates)."
+    )
+    segment_light_min: int = Field(
+        default=10, description="Events before the cut-off from which a user is 'light', not 'new'."
+    )
+    segment_heavy_min: int = Field(
+        default=100, description="Events before the cut-off from which a user is 'heavy'."
+    )
+
+
+class PublishingSettings(_Section):
+    """MLflow tracking, the registered model and the promotion gate."""
+
+    model_name: str = Field(default="ranker", description="Registered model name in MLflow.")
+    experiment_name: str = Field(default="ranking", description="MLflow experiment.")
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server (shared setup); default: SQLite under home.",
+    )
+    promotion_margin: float = Field(
+        default=0.0, description="NDCG@10 a challenger must add over the champion to replace it."
+    )
+
+
+class ServingSettings(_Section):
+    """Ranking calls."""
+
+    candidate_pool: int = Field(default=500, description="Candidates scored per ranking call.")
+
+
+class MonitoringSettings(_Section):
+    """Drift monitoring of the champion."""
+
+    drift: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="Drift thresholds (PSI, KS, JS, chi2)."
+    )
+    reference_rows: int = Field(
+        default=5000, description="Rows of training features and scores kept as drift reference."
+    )
+    window_days: int = Field(
+        default=7,
+        description="Recent days whose candidates make the 'current' drift sample; as long "
+        "as the validation window the reference comes from, so weekdays compare like with like.",
+    )
+    trending_features: list[str] = Field(
+        default_factory=lambda: ["*_all", "item_age_days"],
+        description="Patterns of features that grow with time by construction (all-history "
+        "counts, ages): their drift is reported but never more than 'warn'.",
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="A drift breach starts the training flow."
+    )
+
+
+class Settings(BaseSettings):
+    """Configuration for every stage, one nested section per stage."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RANKING_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".ranking",
+        description="Folder for the warehouse, feature tables, Feast, MLflow and Prefect.",
+    )
+    feature_repo: Path = Field(
+        default=PROJECT_ROOT / "feature_repo", description="The Feast repository folder."
+    )
+    seed: int = Field(default=42, description="Seed for sampling, training and evaluation.")
+
+    events: EventSettings = Field(default_factory=EventSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    publishing: PublishingSettings = Field(default_factory=PublishingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    quality: QualityThresholds = Field(
+        default_factory=QualityThresholds, description="Warn / fail levels of the data checks."
+    )
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @field_validator("home", "feature_repo")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Feast resolves file paths against the working directory, so keep ours absolute.
+        return value.expanduser().resolve()
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.publishing.mlflow_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Local artifact folder; a tracking server chooses its own store."""
+        if self.publishing.mlflow_uri:
+            return None
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.events.label_weights)
+
+    def updated(self, **changes: object) -> Settings:
+        """A copy with ``changes``; a section may be changed in part with a dict:
+        ``settings.updated(training={"n_estimators": 50})`` keeps its other values."""
+        merged: dict[str, object] = {}
+        for key, value in changes.items():
+            current = getattr(self, key, None)
+            if isinstance(value, dict) and isinstance(current, BaseModel):
+                value = current.model_copy(update=value)
+            merged[key] = value
+        return self.model_copy(update=merged)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides on top (see
+    :meth:`Settings.updated`); paths are validated as given."""
+    base = Settings()
+    if not overrides:
+        return base
+    return Settings(**base.updated(**overrides).model_dump())
+
+
+def _default_text(field) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, Path):
+        return "`<project>/" + value.relative_to(PROJECT_ROOT).as_posix() + "`"
+    if value is None:
+        return "none"
+    dumped = TypeAdapter(type(value)).dump_json(value).decode()
+    return f"`{dumped.strip(chr(34))}`"
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) of every setting, section by section.
+
+    The README's configuration table is this list (a test holds them together).
+    """
+
+    def rows_of(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+        rows = []
+        for name, field in model.model_fields.items():
+            env, kind = f"{prefix}{name.upper()}", field.annotation
+            # A section (every field defaulted) opens up; a value like a limit stays whole.
+            if (
+                isinstance(kind, type)
+                and issubclass(kind, BaseModel)
+                and all(not f.is_required() for f in kind.model_fields.values())
+            ):
+                rows += rows_of(kind, f"{env}__")
+            else:
+                rows.append((env, _default_text(field), field.description or ""))
+        return rows
+
+    return rows_of(Settings, "RANKING_")

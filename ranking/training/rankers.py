@@ -1,0 +1,121 @@
+"""XGBoost learning-to-rank: ``rank:ndcg`` with query groups and early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from ranking.settings import Settings
+
+
+@dataclass
+class TrainedRanker:
+    """A fitted ranker and what it was fitted on."""
+
+    model: xgb.XGBRanker | lgb.LGBMRanker
+    features: list[str]
+    best_iteration: int
+    params: dict
+
+
+def ranker_params(settings: Settings) -> dict:
+    """XGBRanker parameters from settings (logged to MLflow as they are)."""
+    return {
+        "objective": "rank:ndcg",
+        "eval_metric": "ndcg@10",
+        "lambdarank_pair_method": "topk",
+        "lambdarank_num_pair_per_sample": 10,
+        "n_estimators": settings.training.n_estimators,
+        "learning_rate": settings.training.learning_rate,
+        "max_depth": settings.training.max_depth,
+        "min_child_weight": 1.0,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "tree_method": "hist",
+        "device": settings.training.device,
+        "early_stopping_rounds": settings.training.early_stopping_rounds,
+        "random_state": settings.seed,
+        "n_jobs": 0,
+    }
+
+
+def _xy(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    ordered = frame.sort_values("group_id", kind="stable")  # qid must not decrease
+    return ordered[features].astype("float32"), ordered["label"], ordered["group_id"]
+
+
+def _train_and_valid(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]):
+    """(x, y, qid) of both splits; both must have rows."""
+    if train.empty or valid.empty:
+        raise ValueError("training needs rows in both the train and the validation split")
+    return _xy(train, features), _xy(valid, features)
+
+
+def train_ranker(
+    train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
+) -> TrainedRanker:
+    """Fit on ``train``, stop early on ``valid`` NDCG@10."""
+    params = ranker_params(settings)
+    model = xgb.XGBRanker(**params)
+    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
+    model.fit(x, y, qid=qid, eval_set=[(xv, yv)], eval_qid=[qv], verbose=False)
+    best = int(getattr(model, "best_iteration", params["n_estimators"] - 1))
+    return TrainedRanker(model=model, features=features, best_iteration=best, params=params)
+
+
+def score(model: xgb.XGBRanker, frame: pd.DataFrame, features: list[str]) -> pd.Series:
+    """Model scores for ``frame`` rows (index kept)."""
+    return pd.Series(model.predict(frame[features].astype("float32")), index=frame.index)
+
+
+def feature_importance(model: xgb.XGBRanker, features: list[str]) -> pd.Series:
+    """Total gain per feature, largest first (features never split on get 0)."""
+    gain = model.get_booster().get_score(importance_type="total_gain")
+    return pd.Series({f: gain.get(f, 0.0) for f in features}).sort_values(ascending=False)
+
+
+def lightgbm_params(settings: Settings) -> dict:
+    """LGBMRanker parameters comparable to the XGBoost ones (same budget and depth)."""
+    return {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "n_estimators": settings.training.n_estimators,
+        "learning_rate": settings.training.learning_rate,
+        "num_leaves": 2 ** min(settings.training.max_depth, 10) - 1,
+        "min_child_samples": 20,
+        "subsample": 0.9,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.9,
+        "random_state": settings.seed,
+        "n_jobs": 0,
+        "verbose": -1,
+    }
+
+
+def _group_sizes(qid: pd.Series) -> np.ndarray:
+    return qid.groupby(qid.to_numpy(), sort=False).size().to_numpy()
+
+
+def train_lightgbm(
+    train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
+) -> TrainedRanker:
+    """The peer model: LightGBM ``lambdarank`` on the same rows, features and stopping rule."""
+    params = lightgbm_params(settings)
+    model = lgb.LGBMRanker(**params)
+    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
+    model.fit(
+        x,
+        y.astype(int),
+        group=_group_sizes(qid),
+        eval_X=(xv,),
+        eval_y=(yv.astype(int),),
+        eval_group=[_group_sizes(qv)],
+        eval_at=[10],  # early stopping on validation NDCG@10, as for XGBoost
+        callbacks=[lgb.early_stopping(settings.training.early_stopping_rounds, verbose=False)],
+    )
+    best = int(model.best_iteration_ or params["n_estimators"])
+    return TrainedRanker(model=model, features=features, best_iteration=best, params=params)

@@ -1,0 +1,272 @@
+"""MLflow tracking: one run per training, with parameters, metrics, tags, figures and the
+model registered as a version of ``ranker``. What a run records is built here too
+(:func:`run_metrics`, :func:`run_tags`), so the names are the ones ``publishing`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import mlflow.xgboost  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ranking.schema import (  # noqa: E402
+    HEADLINE_METRIC,
+    MODEL_SCORER,
+    MOST_POPULAR,
+    TEST,
+    VALID,
+    baseline_metric,
+    mlflow_key,
+    test_metric,
+)
+from ranking.settings import PROJECT_ROOT, Settings  # noqa: E402
+from ranking.training.dataset import SplitTimes, split_rows, training_set_summary  # noqa: E402
+from ranking.training.rankers import feature_importance  # noqa: E402
+
+#: Version tags copied from the run's tags (what ``ranking models list`` shows).
+VERSION_TAGS = ("feature_service", "data_window", "training_set_hash", "code_version",
+                "data_quality")  # fmt: skip
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """An MLflow client on the configured tracking store (and the experiment created)."""
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+    if client.get_experiment_by_name(settings.publishing.experiment_name) is None:
+        # Without an explicit location, artifacts would land in ./mlruns of the cwd.
+        client.create_experiment(
+            settings.publishing.experiment_name, artifact_location=settings.mlflow_artifact_location
+        )
+    return client
+
+
+def code_version(root: Path = PROJECT_ROOT) -> str:
+    """The git commit of the code, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a training set (rows and columns, order-sensitive)."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def importance_figure(importance: pd.Series, top: int = 25):
+    """A horizontal bar chart of feature importance (total gain)."""
+    shown = importance.head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(shown))))
+    ax.barh(shown.index, shown.to_numpy())
+    ax.set_xlabel("total gain")
+    ax.set_title("XGBoost feature importance")
+    fig.tight_layout()
+    return fig
+
+
+def reference_sample(
+    rows: pd.DataFrame, model, features: list[str], n: int, seed: int
+) -> pd.DataFrame:
+    """A seeded sample of ``rows``: category, the model's features and its score.
+
+    Logged with each version as the drift reference; monitoring builds its current
+    sample the same way.
+    """
+    sample = rows.sample(min(len(rows), n), random_state=seed)
+    out = sample[["category", *features]].reset_index(drop=True)
+    out["score"] = model.predict(sample[features].astype("float32"))
+    return out
+
+
+def run_metrics(
+    table: pd.DataFrame, summary: dict[str, dict[str, float]], best_iteration: int
+) -> dict[str, float]:
+    """The run's metrics: the model and every baseline on the test holdout, split sizes."""
+    metrics = {test_metric(m): float(v) for m, v in table.loc[MODEL_SCORER].items()}
+    metrics |= {
+        baseline_metric(name, m): float(v)
+        for name in table.index
+        if name != MODEL_SCORER
+        for m, v in table.loc[name].items()
+    }
+    metrics |= {f"{split}_{k}": v for split, d in summary.items() for k, v in d.items()}
+    metrics["best_iteration"] = float(best_iteration)
+    return metrics
+
+
+def run_tags(
+    service: str, times: SplitTimes, frame: pd.DataFrame, data_quality: str
+) -> dict[str, str]:
+    """The run's tags: feature service, data window, training-set hash, code, data checks."""
+    return {
+        "feature_service": service,
+        "data_window": f"{times.start:%Y-%m-%dT%H:%M}/{times.end:%Y-%m-%dT%H:%M}",
+        "split_times": f"valid from {times.valid_start:%Y-%m-%d}, test from "
+        f"{times.test_start:%Y-%m-%d}",
+        "training_set_hash": frame_hash(frame),
+        "code_version": code_version(),
+        "data_quality": data_quality,
+    }
+
+
+def log_and_register(
+    settings: Settings,
+    *,
+    model,
+    features: list[str],
+    params: dict,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    example: pd.DataFrame,
+    importance: pd.Series,
+    tables: dict[str, pd.DataFrame],
+    frames: dict[str, pd.DataFrame] | None = None,
+) -> tuple[str, str]:
+    """Log a training run and register its model; returns (run id, model version)."""
+    client = client_for(settings)
+    experiment = client.get_experiment_by_name(settings.publishing.experiment_name)
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+        mlflow.log_params({k: v for k, v in params.items() if v is not None})
+        mlflow.log_metrics({mlflow_key(k): v for k, v in metrics.items()})
+        mlflow.set_tags(tags)
+        mlflow.log_dict({"feature_service": tags["feature_service"], "features": features},
+                        "features.json")  # fmt: skip
+        for name, table in tables.items():
+            mlflow.log_text(table.to_csv(index=True), f"{name}.csv")
+        for name, frame in (frames or {}).items():  # e.g. the drift reference sample
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{name}.parquet"
+                frame.to_parquet(path, index=False)
+                mlflow.log_artifact(str(path))
+        fig = importance_figure(importance)
+        mlflow.log_figure(fig, "feature_importance.png")
+        plt.close(fig)
+        x = example[features].astype("float32")
+        info = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x, model.predict(x)),
+            input_example=x.head(5),
+            registered_model_name=settings.publishing.model_name,
+            model_format="ubj",
+        )
+        version = str(info.registered_model_version)
+    for key in VERSION_TAGS:
+        if key in tags:
+            client.set_model_version_tag(settings.publishing.model_name, version, key, tags[key])
+    client.set_model_version_tag(
+        settings.publishing.model_name, version, "features", json.dumps(features)
+    )
+    evaluation = [k for k in metrics if k.startswith("test_")]
+    for key in [*evaluation, baseline_metric(MOST_POPULAR, HEADLINE_METRIC)]:
+        if key in metrics:
+            client.set_model_version_tag(
+                settings.publishing.model_name, version, mlflow_key(key), f"{metrics[key]:.5f}"
+            )
+    return run.info.run_id, version
+
+
+def version_trained_on(settings: Settings, training_set_hash: str, code: str) -> str | None:
+    """The newest version trained on this exact training set by this exact code, if any.
+
+    Training is seeded, so such a version is what training again would produce.
+    """
+    client = client_for(settings)
+    name = settings.publishing.model_name
+    found = client.search_model_versions(
+        f"name = '{name}' AND tags.training_set_hash = '{training_set_hash}'"
+    )
+    same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"]
+    return str(max(int(mv.version) for mv in same)) if same else None
+
+
+def evaluation_of(settings: Settings, version: str) -> pd.DataFrame:
+    """The evaluation table logged with a version's training run."""
+    client = client_for(settings)
+    run_id = client.get_model_version(settings.publishing.model_name, version).run_id
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation.csv")
+    return pd.read_csv(io.StringIO(text), index_col=0)
+
+
+def load_frame_artifact(settings: Settings, version: str, name: str) -> pd.DataFrame:
+    """A Parquet artifact (``<name>.parquet``) logged with a version's training run."""
+    client = client_for(settings)
+    run_id = client.get_model_version(settings.publishing.model_name, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{name}.parquet", dst_path=tmp
+        )
+        return pd.read_parquet(path)
+
+
+@dataclass
+class PreviousRun:
+    """A version already trained on the same training set by the same code."""
+
+    version: str
+    run_id: str
+    table: pd.DataFrame
+
+
+def previous_run(settings: Settings, frame: pd.DataFrame) -> PreviousRun | None:
+    """The version a rerun would reproduce (training is seeded), with its evaluation."""
+    version = version_trained_on(settings, frame_hash(frame), code_version())
+    if version is None:
+        return None
+    run_id = client_for(settings).get_model_version(settings.publishing.model_name, version).run_id
+    return PreviousRun(version, run_id, evaluation_of(settings, version))
+
+
+def log_training_run(
+    settings: Settings,
+    trained,
+    frame: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    times: SplitTimes,
+    data_quality: str,
+    service: str,
+) -> tuple[str, str]:
+    """Log one training run and register its model; returns (run id, model version).
+
+    ``tables`` holds ``evaluation`` (one row per scorer) and any other table to log as
+    CSV; the drift reference is a seeded sample of the validation rows.
+    """
+    table = tables["evaluation"]
+    metrics = run_metrics(table, training_set_summary(frame), trained.best_iteration)
+    reference = reference_sample(
+        split_rows(frame, VALID), trained.model, trained.features,
+        settings.monitoring.reference_rows, settings.seed,
+    )  # fmt: skip
+    return log_and_register(
+        settings,
+        model=trained.model,
+        features=trained.features,
+        params=trained.params | {"group_by": settings.training.group_by},
+        metrics=metrics,
+        tags=run_tags(service, times, frame, data_quality),
+        example=split_rows(frame, TEST),
+        importance=feature_importance(trained.model, trained.features),
+        tables=tables,
+        frames={"drift_reference": reference},
+    )
