@@ -112,7 +112,8 @@ def print_summary(settings: Settings, result, at: datetime) -> None:
         f"recall@10 {model['recall@10']:.4f} vs {base['recall@10']:.4f}"
     )
     console.print(f"Ranker v{result.training.version}: {result.training.reason}")
-    console.print(f"Champion: v{result.training.champion_version}")
+    champion = result.training.champion_version
+    console.print(f"Champion: v{champion}" if champion else "Champion: none yet")
     user = most_active_user(settings.warehouse_path)
     print_ranked(rank_with_champion(settings, user, 10, at))
     console.print("Open the UIs:")

@@ -5,6 +5,7 @@ reason out. Writing the outcome to the registry is ``ranking.publishing.aliases`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -47,6 +48,11 @@ def decide(
     """
     if quality_failed:
         return Decision(False, f"data checks failed: {quality_failed}")
+    unmeasured = [v for v in (candidate_ndcg, baseline_ndcg) if v is not None and math.isnan(v)]
+    if unmeasured:  # a holdout without a relevant item measures nothing: no evidence
+        return Decision(
+            False, f"NDCG@10 {candidate_ndcg:.4f} vs most-popular {baseline_ndcg} not measured"
+        )
     if champion.version is None:
         if baseline_ndcg is not None and candidate_ndcg <= baseline_ndcg:
             return Decision(

@@ -42,7 +42,8 @@ def candidate_items(
 
 def given_candidates(con: duckdb.DuckDBPyConnection, item_ids: list[str], now: datetime):
     """Caller-supplied candidates with their category and last week's popularity."""
-    frame = pd.DataFrame({"item_id": [str(i) for i in item_ids]})
+    # Each id once, in the caller's order: a repeated id must not count its events twice.
+    frame = pd.DataFrame({"item_id": list(dict.fromkeys(str(i) for i in item_ids))})
     con.register("given", frame)
     try:
         return con.execute(
