@@ -73,8 +73,13 @@ def score(model: xgb.XGBRanker, frame: pd.DataFrame, features: list[str]) -> pd.
 
 
 def feature_importance(model: xgb.XGBRanker, features: list[str]) -> pd.Series:
-    """Total gain per feature, largest first (features never split on get 0)."""
-    gain = model.get_booster().get_score(importance_type="total_gain")
+    """Total gain per feature over the trees prediction uses, largest first (features never
+    split on get 0): with early stopping, the rounds after the best one do not count."""
+    booster = model.get_booster()
+    best = getattr(model, "best_iteration", None)
+    if best is not None:
+        booster = booster[: best + 1]
+    gain = booster.get_score(importance_type="total_gain")
     return pd.Series({f: gain.get(f, 0.0) for f in features}).sort_values(ascending=False)
 
 

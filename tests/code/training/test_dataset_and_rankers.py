@@ -196,3 +196,17 @@ def test_lightgbm_learns_a_signal(settings: Settings) -> None:
     assert model > 0.8
     with pytest.raises(ValueError):
         train.train_lightgbm(fit, valid.iloc[:0], ["signal", "noise"], settings)
+
+
+def test_feature_importance_counts_only_the_trees_prediction_uses(settings: Settings) -> None:
+    """After early stopping, the rounds past the best one must not inflate the gains."""
+    rng = np.random.default_rng(1)
+    fit, valid = _synthetic(150, 0, rng), _synthetic(40, 150, rng)
+    settings = settings.updated(training={"n_estimators": 200, "early_stopping_rounds": 5})
+    trained = train.train_ranker(fit, valid, ["signal", "noise"], settings)
+    booster = trained.model.get_booster()
+    assert trained.best_iteration + 1 < booster.num_boosted_rounds()  # it did stop early
+    used = train.feature_importance(trained.model, ["signal", "noise"])
+    every_tree = booster.get_score(importance_type="total_gain")
+    assert used.sum() < sum(every_tree.values())
+    assert used.index[0] == "signal"
