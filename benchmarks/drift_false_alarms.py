@@ -1,4 +1,4 @@
-"""False-alarm rate of ``ranking.drift`` on stable generated data.
+"""False-alarm rate of ``ranking.monitoring.drift`` on stable generated data.
 
     python benchmarks/drift_false_alarms.py [--seeds 20] [--events 300000] [--days 14]
                                             [--mode split|seeds|both|windows|all]

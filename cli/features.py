@@ -65,7 +65,7 @@ def features_register(
         fail(f"{exc}\nNothing was registered: the services and the Feast registry are as before.")
     console.print(f"registered {done.family}: {', '.join(done.features)}; {done.rows:,} rows "
                   f"backfilled; feature service {done.service}")  # fmt: skip
-    console.print("The next `ranking train` uses it (feature_service = 'latest').")
+    console.print("The next `ranking train` uses it (features.service = 'latest').")
 
 
 @app.command("list")

@@ -57,7 +57,7 @@ def ingest_flow(
     """Load events (and items) into the warehouse; bad rows go to quarantine.
 
     ``source_format`` 'auto' reads contract files and recognises a MovieLens folder;
-    ``mapping_path`` names a YAML column mapping for any other log (``ranking.mapping``).
+    ``mapping_path`` names a YAML column mapping for any other log (``ranking.ingest.mapping``).
     """
     settings = flow_settings(home)
     now_iso = parse_time(now, utc_now()).isoformat()

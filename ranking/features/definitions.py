@@ -1,8 +1,7 @@
 """Feature families data engineers register: the YAML definition and the service versions.
 
-
 A data engineer writes one YAML file in the definitions folder (``feature_repo/
-definitions/<name>.yaml`` by default, ``RANKING_FEATURE_DEFINITIONS_DIR`` to move it):
+definitions/<name>.yaml`` by default, ``RANKING_FEATURES__DEFINITIONS_DIR`` to move it):
 
 .. code-block:: yaml
 
@@ -35,7 +34,7 @@ neither write nor drop anything, nor read files.
 
 Registering a family adds it to a new version of the ranker's feature service
 (``ranker_v1`` -> ``ranker_v2`` ...) in ``services.yaml`` beside the definitions. The
-setting ``feature_service = "latest"`` (the default) trains on the newest version, while
+setting ``features.service = "latest"`` (the default) trains on the newest version, while
 each model keeps the exact service it was trained with (a version tag), so older models
 go on serving with theirs.
 """

@@ -341,7 +341,7 @@ def ingest(
     """Load items (when given) then events into the warehouse; one report per target.
 
     ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
-    reader for contract files, a mapping's for other layouts (see ``ranking.mapping``).
+    reader for contract files, a mapping's for other layouts (see ``ranking.ingest.mapping``).
     """
     reports = []
     with warehouse(warehouse_path) as con:
