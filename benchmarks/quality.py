@@ -33,12 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cli.common import quiet_libraries  # noqa: E402
 from ranking import home as ranking_home  # noqa: E402
 from ranking.evaluation import report as holdout  # noqa: E402
+from ranking.evaluation.retrieval import (  # noqa: E402
+    RECALL_AT,
+    restricted_to,
+    retrieval_recall,
+)
 from ranking.features import snapshots as features  # noqa: E402
 from ranking.features import store  # noqa: E402
 from ranking.ingest import synth  # noqa: E402
 from ranking.ingest.contract import ingest  # noqa: E402
 from ranking.ingest.movielens import is_movielens  # noqa: E402
 from ranking.ingest.sources import resolve_source  # noqa: E402
+from ranking.retrieval.merge import retrieve_from  # noqa: E402
 from ranking.schema import REPORT_METRICS  # noqa: E402
 from ranking.settings import Settings, get_settings  # noqa: E402
 from ranking.training import dataset  # noqa: E402
@@ -117,9 +123,26 @@ def run_seed(settings: Settings, times: dataset.SplitTimes, seed: int, full_cata
     rows = []
     modes = [("sampled", test)]
     if full_catalogue:
-        modes.append(("full", holdout.holdout_with_features(settings, fs, times, True)[0]))
+        full = holdout.holdout_with_features(settings, fs, times, True)[0]
+        modes.append(("full", full))
+        candidates = retrieve_from(settings.warehouse_path, settings,
+                                   sorted(full["user_id"].unique()), times.test_start)  # fmt: skip
+        recall = retrieval_recall(candidates, full[full["label"] > 0])
+        for source, values in recall.drop(columns="candidates_per_user").iterrows():
+            for metric, value in values.items():
+                rows.append({"mode": "retrieval", "segment": "all", "model": source,
+                             "metric": metric, "value": float(value)})  # fmt: skip
+        rows.append({"mode": "retrieval", "segment": "all", "model": "merged",
+                     "metric": "candidates_per_user",
+                     "value": float(recall.loc["merged", "candidates_per_user"])})  # fmt: skip
     for mode, part in modes:
         scores = {n: train.score(m.model, part, names) for n, m in models.items()}
+        if mode == "full":  # the two stages: retrieval proposes, the ranker orders
+            fusion = candidates[["user_id", "item_id", "retrieval_score"]]
+            fused = part.merge(fusion, on=["user_id", "item_id"], how="left")["retrieval_score"]
+            scores["retrieval_fusion"] = pd.Series(fused.fillna(0.0).to_numpy(), index=part.index)
+            for n in list(models):
+                scores[f"{n}_two_stage"] = restricted_to(candidates, part, scores[n])
         table, by_segment = holdout.evaluation_tables(settings, part, scores, times.test_start)
         for model, metrics in table.iterrows():
             for metric in REPORT_METRICS:
@@ -213,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     print_table(console, summary, "sampled", "Sampled candidates (positives + popular + random)")
     if args.full_catalogue:
         print_table(console, summary, "full", "Full catalogue")
+        retrieval = summary[summary["mode"] == "retrieval"].pivot(
+            index="model", columns="metric", values="mean"
+        )
+        order = [f"recall@{k}" for k in RECALL_AT] + ["candidates_per_user"]
+        retrieval = retrieval[[c for c in order if c in retrieval.columns]]
+        console.print("Retrieval recall on the same holdout (share of the users' next relevant "
+                      "items among the candidates):")  # fmt: skip
+        console.print(retrieval.round(4).to_string())
     seg = summary[(summary["mode"] == "sampled") & (summary["segment"] != "all")
                   & (summary["metric"] == "ndcg@10")]  # fmt: skip
     console.print("NDCG@10 by user segment (sampled):")
@@ -238,11 +269,12 @@ def main(argv: list[str] | None = None) -> int:
 
         results = records(overall[overall["mode"].isin(["sampled", "train"])])
         full = records(overall[overall["mode"] == "full"])
+        retrieval_rows = records(overall[overall["mode"] == "retrieval"])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "dataset": args.dataset, "seeds": args.seeds, "machine": machine(),
             "cutoff": times.test_start.isoformat(), "results": results,
-            "full_catalogue_results": full, "runs": infos,
+            "full_catalogue_results": full, "retrieval_results": retrieval_rows, "runs": infos,
         }, indent=2))  # fmt: skip
     return 0
 

@@ -7,6 +7,8 @@ import-linter contract in ``pyproject.toml`` holds the order):
   ``settings``, ``home``, ``warehouse`` (DuckDB);
 - ``ingest``: the data contract, MovieLens, column mappings, generated data;
 - ``features``: families (SQL), snapshots, registered definitions, the Feast store;
+- ``retrieval``: candidate sources (co-visitation, categories, popular, fresh, trending,
+  repeat), merged per user, point-in-time;
 - ``training`` (training sets, rankers, MLflow tracking) and ``quality`` (data checks);
 - ``evaluation``: metrics, baselines, the holdout report;
 - ``publishing``: the gate (a pure decision), aliases, the champion model;

@@ -70,6 +70,40 @@ class FeatureSettings(_Section):
         return value.expanduser().resolve()
 
 
+class RetrievalSettings(_Section):
+    """Candidate sources: how many items each proposes and the windows they look at."""
+
+    covisit_budget: int = Field(
+        default=200, description="Items co-visited with the user's recent items, at most."
+    )
+    covisit_window_hours: float = Field(
+        default=24.0, description="Two items are co-visited when one user met both this close."
+    )
+    covisit_recent_items: int = Field(
+        default=20, description="The user's latest items that co-visitation expands from."
+    )
+    category_budget: int = Field(
+        default=100, description="Top items of the user's favourite categories, at most."
+    )
+    top_categories: int = Field(default=3, description="Favourite categories a user draws from.")
+    popular_budget: int = Field(default=100, description="Most popular items (the backstop).")
+    fresh_budget: int = Field(default=20, description="Newest catalogue items, at most.")
+    fresh_days: float = Field(
+        default=30.0, description="An item is fresh this long after creation."
+    )
+    trending_budget: int = Field(default=30, description="Items whose popularity grows fastest.")
+    repeat_budget: int = Field(default=50, description="The user's own items to offer again.")
+    repeat_event_types: list[str] = Field(
+        default_factory=list,
+        description="Event types after which an item may be offered again (re-purchase, "
+        "re-listening); items met with any other positive type are never re-proposed.",
+    )
+    window_days: float = Field(
+        default=28.0, description="Popularity, trending and categories look this far back."
+    )
+    half_life_days: float = Field(default=7.0, description="Half-life of recency weights.")
+
+
 class TrainingSettings(_Section):
     """Query groups, sampled negatives, time splits and the XGBoost ranker."""
 
@@ -172,6 +206,7 @@ class Settings(BaseSettings):
 
     events: EventSettings = Field(default_factory=EventSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     publishing: PublishingSettings = Field(default_factory=PublishingSettings)

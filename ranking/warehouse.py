@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from ranking.settings import Settings
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     event_id VARCHAR NOT NULL,
@@ -93,3 +95,13 @@ def most_active_user(warehouse_path: Path) -> str:
         return con.execute(
             "SELECT user_id FROM events GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
         ).fetchall()[0][0]
+
+
+def positive_sql(settings: Settings, alias: str = "e") -> str:
+    """SQL predicate: the event counts as relevant (same rule as the labels)."""
+    weights = [t for t, w in settings.events.label_weights.items() if w > 0]
+    kinds = ", ".join(f"'{t}'" for t in sorted(weights)) or "NULL"
+    return (
+        f"({alias}.event_type IN ({kinds}) OR ({alias}.event_type = 'rating' AND "
+        f"floor(coalesce({alias}.value, 0)) - {float(settings.events.rating_label_offset)} > 0))"
+    )

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ranking.schema import BASELINES, RANDOM, UNKNOWN_CATEGORY
 from ranking.settings import Settings
-from ranking.training.dataset import positive_sql
+from ranking.warehouse import positive_sql
 
 
 def baseline_scores(

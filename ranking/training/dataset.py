@@ -172,16 +172,6 @@ def add_negatives(
     return both.sort_values(["group_id", "sampled", "item_id"], kind="stable", ignore_index=True)
 
 
-def positive_sql(settings: Settings, alias: str = "e") -> str:
-    """SQL predicate: the event counts as relevant (same rule as the labels)."""
-    weights = [t for t, w in settings.events.label_weights.items() if w > 0]
-    kinds = ", ".join(f"'{t}'" for t in sorted(weights)) or "NULL"
-    return (
-        f"({alias}.event_type IN ({kinds}) OR ({alias}.event_type = 'rating' AND "
-        f"floor(coalesce({alias}.value, 0)) - {float(settings.events.rating_label_offset)} > 0))"
-    )
-
-
 def with_request_columns(frame: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
     """Add ``category`` and the UTC ``event_timestamp`` / ``request_timestamp_s`` Feast needs."""
     frame = frame.merge(catalogue[["item_id", "category"]], on="item_id", how="left")

@@ -1,0 +1,72 @@
+"""Merging the sources: one candidate set per user, each item once, with which sources
+proposed it and how each scored and ranked it (features for the ranker, and the means to
+measure where recall is lost).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ranking.retrieval.sources import SOURCES, prepare, source_candidates
+from ranking.settings import Settings
+from ranking.warehouse import warehouse
+
+#: Reciprocal-rank fusion constant: a source's 1st item adds 1/61, its 100th 1/160.
+RRF_K = 60
+
+
+def score_column(source: str) -> str:
+    return f"retrieval_{source}_score"
+
+
+def rank_column(source: str) -> str:
+    return f"retrieval_{source}_rank"
+
+
+def merge_sources(per_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (user, item): ``sources`` (names, comma-separated), per-source score and
+    rank (NaN where a source did not propose it), and ``retrieval_score``, the reciprocal-
+    rank fusion of the sources; rows sorted by user, then ``retrieval_score`` descending."""
+    parts = [f.assign(source=name) for name, f in per_source.items() if len(f)]
+    columns = ["user_id", "item_id", "sources", "retrieval_score"]
+    columns += [c for name in per_source for c in (score_column(name), rank_column(name))]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    long = pd.concat(parts, ignore_index=True)
+    long["rank"] = long["rank"].astype(float)
+    wide = long.pivot_table(index=["user_id", "item_id"], columns="source",
+                            values=["score", "rank"], aggfunc="first")  # fmt: skip
+    out = pd.DataFrame(index=wide.index)
+    for name in per_source:
+        out[score_column(name)] = wide["score"].get(name, np.nan)
+        out[rank_column(name)] = wide["rank"].get(name, np.nan)
+    ranks = out[[rank_column(n) for n in per_source]]
+    out["retrieval_score"] = (1.0 / (RRF_K + ranks)).sum(axis=1)
+    proposed = ranks.notna().to_numpy()
+    names = np.array(list(per_source))
+    out["sources"] = [",".join(names[row]) for row in proposed]
+    out = out.reset_index().sort_values(
+        ["user_id", "retrieval_score", "item_id"], ascending=[True, False, True], kind="stable"
+    )
+    return out[columns].reset_index(drop=True)
+
+
+def retrieve(
+    con: duckdb.DuckDBPyConnection, settings: Settings, user_ids: list[str], at: datetime
+) -> pd.DataFrame:
+    """Every source's candidates for ``user_ids`` at ``at`` (naive UTC), merged."""
+    prepare(con, settings, user_ids, at)
+    return merge_sources({s.name: source_candidates(con, settings, s) for s in SOURCES})
+
+
+def retrieve_from(
+    warehouse_path: Path, settings: Settings, user_ids: list[str], at: datetime
+) -> pd.DataFrame:
+    """:func:`retrieve` on the warehouse, opened read-only."""
+    with warehouse(warehouse_path, read_only=True) as con:
+        return retrieve(con, settings, user_ids, at)
