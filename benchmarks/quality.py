@@ -35,8 +35,8 @@ from ranking import home as ranking_home  # noqa: E402
 from ranking.evaluation import report as holdout  # noqa: E402
 from ranking.evaluation.retrieval import (  # noqa: E402
     RECALL_AT,
-    restricted_to,
     retrieval_recall,
+    with_two_stages,
 )
 from ranking.features import snapshots as features  # noqa: E402
 from ranking.features import store  # noqa: E402
@@ -138,11 +138,7 @@ def run_seed(settings: Settings, times: dataset.SplitTimes, seed: int, full_cata
     for mode, part in modes:
         scores = {n: train.score(m.model, part, names) for n, m in models.items()}
         if mode == "full":  # the two stages: retrieval proposes, the ranker orders
-            fusion = candidates[["user_id", "item_id", "retrieval_score"]]
-            fused = part.merge(fusion, on=["user_id", "item_id"], how="left")["retrieval_score"]
-            scores["retrieval_fusion"] = pd.Series(fused.fillna(0.0).to_numpy(), index=part.index)
-            for n in list(models):
-                scores[f"{n}_two_stage"] = restricted_to(candidates, part, scores[n])
+            scores = with_two_stages(candidates, part, scores)
         table, by_segment = holdout.evaluation_tables(settings, part, scores, times.test_start)
         for model, metrics in table.iterrows():
             for metric in REPORT_METRICS:

@@ -54,3 +54,5 @@ def evaluate(
     )
     print_frame(done.table.drop(columns="groups"), "Champion and baselines")
     print_frame(done.by_segment.rename_axis("model"), "By user segment")
+    if done.retrieval_recall is not None:
+        print_frame(done.retrieval_recall.rename_axis("source"), "Retrieval recall")

@@ -13,7 +13,9 @@ import pandas as pd
 
 from ranking.errors import NoDataError
 from ranking.evaluation import baselines, metrics
+from ranking.evaluation.retrieval import retrieval_recall, with_two_stages
 from ranking.features.store import get_store, service_name
+from ranking.retrieval.merge import retrieve_from
 from ranking.settings import Settings
 from ranking.times import floor_to
 from ranking.training import dataset
@@ -63,6 +65,7 @@ class Evaluation:
     times: dataset.SplitTimes
     table: pd.DataFrame
     by_segment: pd.DataFrame
+    retrieval_recall: pd.DataFrame | None = None  # full catalogue only
 
 
 def evaluate_champion(
@@ -80,5 +83,11 @@ def evaluate_champion(
         settings, get_store(settings), times, full_catalogue=full_catalogue
     )
     scores = {name: score(model, test, features)}
+    recall = None
+    if full_catalogue:  # also the two stages: retrieval proposes, the model orders
+        users = sorted(test["user_id"].unique())
+        candidates = retrieve_from(settings.warehouse_path, settings, users, times.test_start)
+        scores = with_two_stages(candidates, test, scores)
+        recall = retrieval_recall(candidates, test[test["label"] > 0])
     table, by_segment = evaluation_tables(settings, test, scores, times.test_start)
-    return Evaluation(times, table, by_segment)
+    return Evaluation(times, table, by_segment, recall)

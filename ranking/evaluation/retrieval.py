@@ -54,3 +54,20 @@ def restricted_to(candidates: pd.DataFrame, frame: pd.DataFrame, scores: pd.Seri
     retrieved = keys["_retrieved"].notna().to_numpy()
     return pd.Series(np.where(retrieved, scores.reindex(frame.index).to_numpy(), -np.inf),
                      index=frame.index)  # fmt: skip
+
+
+#: The scorer that orders by the retrieval stage alone (reciprocal-rank fusion).
+FUSION = "retrieval_fusion"
+
+
+def with_two_stages(
+    candidates: pd.DataFrame, frame: pd.DataFrame, scores: dict[str, pd.Series]
+) -> dict[str, pd.Series]:
+    """``scores`` plus, for each, its two-stage version (``<name>_two_stage``: only the
+    retrieved rows, in the scorer's order) and the fusion order of retrieval alone."""
+    fusion = candidates[["user_id", "item_id", "retrieval_score"]]
+    fused = frame.merge(fusion, on=["user_id", "item_id"], how="left")["retrieval_score"]
+    out = dict(scores)
+    out |= {f"{n}_two_stage": restricted_to(candidates, frame, s) for n, s in scores.items()}
+    out[FUSION] = pd.Series(fused.fillna(0.0).to_numpy(), index=frame.index)
+    return out

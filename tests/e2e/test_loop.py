@@ -12,13 +12,16 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
 
+from cli import app
 from cli.serving import rank_with_champion
 from flows.features import register_flow
 from flows.loop import ranking_loop
 from flows.monitor import monitor_flow
 from flows.train import train_flow
 from ranking.checks.report import QualityError
+from ranking.evaluation.report import evaluate_champion
 from ranking.features import store
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
@@ -102,6 +105,32 @@ def test_unknown_user_gets_the_popularity_fallback(loop_run) -> None:
     ranked = rank_with_champion(settings, "nobody-here", 5, NOW)
     assert ranked.fallback and "nobody-here" in ranked.fallback
     assert len(ranked.items) == 5
+
+
+def test_evaluate_ranks_the_full_catalogue_in_one_and_two_stages(loop_run) -> None:
+    """`ranking evaluate --full-catalogue`: the champion alone, the champion on retrieved
+    candidates, retrieval alone and the baselines, on the same holdout."""
+    settings, _, result = loop_run
+    home = str(settings.home)
+    out = CliRunner().invoke(app, ["evaluate", "--full-catalogue", "--as-of", END.isoformat(),
+                                   "--home", home])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "Retrieval recall" in out.output
+    champion = models.load_champion(settings)
+    done = evaluate_champion(settings, champion.model, champion.features, "champion", END, True)
+    table, recall = done.table, done.retrieval_recall
+    assert {"champion", "champion_two_stage", "retrieval_fusion", "most_popular"} <= set(
+        table.index
+    )
+    assert table["groups"].nunique() == 1  # every scorer on the same queries
+    assert table.loc["champion_two_stage", "ndcg@10"] != table.loc["champion", "ndcg@10"]
+    assert ((recall.drop(columns="candidates_per_user") >= 0)
+            & (recall.drop(columns="candidates_per_user") <= 1)).all().all()  # fmt: skip
+    budgets = settings.retrieval
+    most = budgets.covisit_budget + budgets.category_budget + budgets.popular_budget
+    most += budgets.fresh_budget + budgets.trending_budget
+    assert 10 <= recall.loc["merged", "candidates_per_user"] <= most
+    assert recall.loc["merged", "recall@200"] > 0  # retrieval finds some of the next items
 
 
 def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
