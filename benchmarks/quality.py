@@ -80,6 +80,8 @@ def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.Spl
             "decay_half_life_days": 30.0,
             "history_days": (as_of - valid_start).days + args.train_years * 365,
         }
+        # A sparse 22-year log: retrieval looks back a year, with a quarter's half-life.
+        retrieval_section = {"window_days": 365.0, "half_life_days": 90.0, "fresh_days": 365.0}
         training_section = {
             "group_by": "day",
             "test_days": (as_of - test_start).days,
@@ -90,11 +92,12 @@ def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.Spl
         data = synth.generate(synth.SynthConfig(events=args.events, days=42, end=end, seed=7))
         paths = synth.write(data, base.raw_dir)
         ingest(base.warehouse_path, paths["events"], base.event_types, end, paths["items"])
-        as_of, features_section, training_section = end, {}, {}
+        as_of, features_section, training_section, retrieval_section = end, {}, {}, {}
     popular, uniform = (int(n) for n in args.negatives.split(","))
     training_section |= {"n_estimators": args.n_estimators, "negatives_popular": popular,
                          "negatives_random": uniform}  # fmt: skip
-    settings = get_settings(home=home, features=features_section, training=training_section)
+    settings = get_settings(home=home, features=features_section, training=training_section,
+                            retrieval=retrieval_section)  # fmt: skip
     ranking_home.prepare(settings)
     cadence = settings.features.snapshot_every
     first = features.first_snapshot(as_of, settings.features.history_days)
