@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ranking import home as ranking_home
-from ranking.settings import Settings, get_settings
+from ranking.settings import Settings
 
 # Piped output (CI logs, files) gets room for the wide metric tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -25,8 +25,7 @@ HomeOption = typer.Option(None, "--home", envvar="RANKING_HOME", help="Home fold
 
 def settings_for(home: Path | None) -> Settings:
     """Settings from the environment for ``home``, its folders created."""
-    settings = get_settings(home=home) if home else get_settings()
-    return ranking_home.prepare(settings)
+    return ranking_home.load(home)
 
 
 def now() -> datetime:

@@ -109,10 +109,10 @@ def champion_on_test(settings: Settings, test: pd.DataFrame) -> gate.ChampionSco
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def log_model(settings: Settings, trained: rankers.TrainedRanker, frame: pd.DataFrame,
               tables: dict[str, pd.DataFrame], times: dataset.SplitTimes,
-              quality_report: QualityReport) -> tuple[str, str]:  # fmt: skip
+              quality_report: QualityReport, summary: dict) -> tuple[str, str]:  # fmt: skip
     return tracking.log_training_run(
         settings, trained, frame, tables, times, quality_report.summary(),
-        store.service_name(settings),
+        store.service_name(settings), summary,
     )  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
     champion = champion_on_test(settings, test)
     tables = {"evaluation": table, "evaluation_by_segment": by_segment,
               "data_quality": quality_report.to_frame()}  # fmt: skip
-    run_id, version = log_model(settings, trained, frame, tables, times, quality_report)
+    run_id, version = log_model(settings, trained, frame, tables, times, quality_report, summary)
     decision = promote(settings, version, table, champion)
     result = TrainResult(
         version=version,

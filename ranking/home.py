@@ -8,8 +8,9 @@ the environment (see ``ranking.features.repo``), and Prefect keeps its database 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from ranking.settings import Settings
+from ranking.settings import Settings, get_settings
 
 
 def ensure_dirs(settings: Settings) -> None:
@@ -33,3 +34,9 @@ def prepare(settings: Settings) -> Settings:
     ensure_dirs(settings)
     export_env(settings)
     return settings
+
+
+def load(home: Path | str | None = None) -> Settings:
+    """Settings from the environment, for ``home`` when given, the home prepared (what
+    every command and flow starts with)."""
+    return prepare(get_settings(home=home) if home else get_settings())

@@ -17,7 +17,12 @@ from ranking.checks.report import CheckResult, QualityReport, failure, graded, p
 from ranking.checks.thresholds import QualityThresholds
 from ranking.features.families import FAMILIES
 from ranking.features.specs import FeatureFamily, FeatureSpec
-from ranking.quality.frames import failure_cases, is_value_check, schema_problems
+from ranking.quality.frames import (
+    failure_cases,
+    is_value_check,
+    schema_problems,
+    schema_result,
+)
 
 #: Feature names that denote a rate or a share, hence a value in [0, 1].
 _RATE_NAME = re.compile(r"_(ctr|rate|share|affinity)_")
@@ -89,16 +94,7 @@ def _check_family(
     cases = failure_cases(schema, frame)
     value_cases = cases[is_value_check(cases)]
     problems = schema_problems(cases[~is_value_check(cases)], schema.unique)
-    results = [
-        CheckResult(
-            "schema",
-            target,
-            "fail" if problems else "ok",
-            float(len(problems)),
-            "no structural problem",
-            f"{path.name}: " + ("; ".join(problems) if problems else "keys, types and columns ok"),
-        )
-    ]
+    results = [schema_result(target, path.name, problems, "keys, types and columns ok")]
     present = [s for s in family.features if s.name in frame.columns]
     snapshots = frame["event_timestamp"] if "event_timestamp" in frame.columns else None
     newest = frame[snapshots == snapshots.max()] if snapshots is not None else frame

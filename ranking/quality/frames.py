@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import pandas as pd
 import pandera.pandas as pa
 
+from ranking.checks.report import CheckResult
+
 
 def failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     """Pandera's failure cases (empty when the frame is valid), every check run (lazy)."""
@@ -46,3 +48,15 @@ def schema_problems(cases: pd.DataFrame, unique: Sequence[str] | None = None) ->
         else:
             problems.append(f"{column}: {check} ({len(part):,} cases)")
     return problems
+
+
+def schema_result(target: str, subject: str, problems: list[str], ok_text: str) -> CheckResult:
+    """The ``schema`` check: fails with every structural problem named, else says ok."""
+    return CheckResult(
+        "schema",
+        target,
+        "fail" if problems else "ok",
+        float(len(problems)),
+        "no structural problem",
+        f"{subject}: " + ("; ".join(problems) if problems else ok_text),
+    )

@@ -11,7 +11,12 @@ import pandera.pandas as pa
 
 from ranking.checks.report import CheckResult, QualityReport, failure, graded, pct
 from ranking.checks.thresholds import QualityThresholds
-from ranking.quality.frames import failure_cases, is_value_check, schema_problems
+from ranking.quality.frames import (
+    failure_cases,
+    is_value_check,
+    schema_problems,
+    schema_result,
+)
 from ranking.schema import SPLITS
 
 # Training sets ---------------------------------------------------------------------------
@@ -53,16 +58,7 @@ def check_training_set(
     problems = schema_problems(cases[~is_value_check(cases)], schema.unique)
     for (column, check), part in cases[is_value_check(cases)].groupby(["column", "check"]):
         problems.append(f"{column} fails {check} in {len(part):,} rows")
-    results = [
-        CheckResult(
-            "schema",
-            target,
-            "fail" if problems else "ok",
-            float(len(problems)),
-            "no structural problem",
-            "training set: " + ("; ".join(problems) if problems else "columns and values ok"),
-        )
-    ]
+    results = [schema_result(target, "training set", problems, "columns and values ok")]
     usable = {"group_id", "label"} <= set(frame.columns) and pd.api.types.is_numeric_dtype(
         frame["label"]
     )

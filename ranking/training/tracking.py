@@ -34,7 +34,7 @@ from ranking.schema import (  # noqa: E402
     test_metric,
 )
 from ranking.settings import PROJECT_ROOT, Settings  # noqa: E402
-from ranking.training.dataset import SplitTimes, split_rows, training_set_summary  # noqa: E402
+from ranking.training.dataset import SplitTimes, split_rows  # noqa: E402
 from ranking.training.rankers import feature_importance  # noqa: E402
 
 #: Version tags copied from the run's tags (what ``ranking models list`` shows).
@@ -246,14 +246,16 @@ def log_training_run(
     times: SplitTimes,
     data_quality: str,
     service: str,
+    summary: dict[str, dict[str, float]],
 ) -> tuple[str, str]:
     """Log one training run and register its model; returns (run id, model version).
 
     ``tables`` holds ``evaluation`` (one row per scorer) and any other table to log as
-    CSV; the drift reference is a seeded sample of the validation rows.
+    CSV; ``summary`` is the frame's :func:`training_set_summary`; the drift reference is a
+    seeded sample of the validation rows.
     """
     table = tables["evaluation"]
-    metrics = run_metrics(table, training_set_summary(frame), trained.best_iteration)
+    metrics = run_metrics(table, summary, trained.best_iteration)
     reference = reference_sample(
         split_rows(frame, VALID), trained.model, trained.features,
         settings.monitoring.reference_rows, settings.seed,
