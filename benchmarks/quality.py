@@ -49,6 +49,7 @@ from ranking.schema import REPORT_METRICS  # noqa: E402
 from ranking.settings import Settings, get_settings  # noqa: E402
 from ranking.training import dataset  # noqa: E402
 from ranking.training import rankers as train  # noqa: E402
+from ranking.training.retrieved import with_retrieval_columns  # noqa: E402
 from ranking.warehouse import warehouse  # noqa: E402
 
 NOW = datetime(2026, 1, 1)  # load time for the "future timestamp" check; data is older
@@ -130,6 +131,8 @@ def run_seed(settings: Settings, times: dataset.SplitTimes, seed: int, full_cata
         modes.append(("full", full))
         candidates = retrieve_from(settings.warehouse_path, settings,
                                    sorted(full["user_id"].unique()), times.test_start)  # fmt: skip
+        full = with_retrieval_columns(full, candidates)
+        modes[-1] = ("full", full)
         recall = retrieval_recall(candidates, full[full["label"] > 0])
         for source, values in recall.drop(columns="candidates_per_user").iterrows():
             for metric, value in values.items():

@@ -29,15 +29,15 @@ def rank_with_champion(settings: Settings, user: str, k: int, at: datetime):
 def print_ranked(ranked) -> None:
     title = f"Top {len(ranked.items)} for {ranked.user_id}"
     if ranked.fallback:
-        console.print(f"[yellow]popularity fallback:[/] {ranked.fallback}")
+        console.print(f"[yellow]fallback order (no model score):[/] {ranked.fallback}")
     else:
         title += f" (ranker v{ranked.model_version}, alias champion)"
     console.print(f"[italic]{title}[/]", soft_wrap=True)  # a title above, not wrapped in it
     table = Table()
-    for col in ("rank", "item_id", "category", "score"):
+    for col in ("rank", "item_id", "category", "score", "sources"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for row in ranked.items.itertuples(index=False):
-        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}")
+        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}", row.sources)
     console.print(table)
 
 

@@ -68,6 +68,8 @@ MODEL_SCORER = "xgboost"
 RANDOM, MOST_POPULAR, RECENTLY_POPULAR = "random", "most_popular", "recently_popular"
 FAVOURITE_CATEGORIES, COOCCURRENCE = "favourite_categories", "cooccurrence"
 BASELINES = (RANDOM, MOST_POPULAR, RECENTLY_POPULAR, FAVOURITE_CATEGORIES, COOCCURRENCE)
+#: Retrieval alone: candidates in the order of the sources' reciprocal-rank fusion.
+RETRIEVAL_FUSION = "retrieval_fusion"
 
 #: The metric the gate and the summaries judge by.
 HEADLINE_METRIC = "ndcg@10"

@@ -108,7 +108,22 @@ class TrainingSettings(_Section):
     """Query groups, sampled negatives, time splits and the XGBoost ranker."""
 
     group_by: Literal["session", "day"] = Field(
-        default="session", description="Query group: 'session' or 'day'."
+        default="session", description="Sampled query group: 'session' or 'day'."
+    )
+    candidates: Literal["retrieval", "sampled"] = Field(
+        default="retrieval",
+        description="Query groups: 'retrieval' (a user at each snapshot, the retrieved "
+        "candidates labelled by what the user did until the next) or 'sampled' (the items "
+        "met in a session or day plus sampled negatives).",
+    )
+    candidates_per_group: int = Field(
+        default=150, description="Retrieved candidates kept per training group (best fused)."
+    )
+    label_horizon_days: float = Field(
+        default=7.0, description="Retrieval training groups are labelled this far ahead."
+    )
+    users_per_query_time: int = Field(
+        default=200, description="Users sampled per query time for retrieval training groups."
     )
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
@@ -116,7 +131,10 @@ class TrainingSettings(_Section):
     test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
     n_estimators: int = Field(default=400, description="Boosting rounds at most.")
     learning_rate: float = Field(default=0.08, description="XGBoost learning rate.")
-    max_depth: int = Field(default=6, description="XGBoost tree depth.")
+    max_depth: int = Field(default=4, description="XGBoost tree depth.")
+    min_child_weight: float = Field(
+        default=10.0, description="XGBoost minimum hessian per leaf (larger: smoother trees)."
+    )
     early_stopping_rounds: int = Field(
         default=30, description="Rounds without validation NDCG@10 gain before stopping."
     )
@@ -157,7 +175,9 @@ class PublishingSettings(_Section):
 class ServingSettings(_Section):
     """Ranking calls."""
 
-    candidate_pool: int = Field(default=500, description="Candidates scored per ranking call.")
+    candidate_pool: int = Field(
+        default=500, description="Retrieved candidates scored per ranking call, at most."
+    )
 
 
 class MonitoringSettings(_Section):

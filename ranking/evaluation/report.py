@@ -15,11 +15,13 @@ from ranking.errors import NoDataError
 from ranking.evaluation import baselines, metrics
 from ranking.evaluation.retrieval import retrieval_recall, with_two_stages
 from ranking.features.store import get_store, service_name
-from ranking.retrieval.merge import retrieve_from
+from ranking.retrieval.merge import FUSED_SCORE, retrieve_from
+from ranking.schema import RETRIEVAL_FUSION
 from ranking.settings import Settings
 from ranking.times import floor_to
 from ranking.training import dataset
 from ranking.training.rankers import score
+from ranking.training.retrieved import only_retrieved, with_retrieval_columns
 from ranking.warehouse import warehouse
 
 
@@ -43,10 +45,15 @@ def evaluation_tables(
     cutoff: datetime,
     catalogue_size: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(overall table, table by user segment) for the models and every baseline."""
+    """(overall table, table by user segment) for the models and every baseline, plus
+    retrieval's own order when ``test`` holds retrieved candidates."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
         scores = dict(model_scores)
         scores |= baselines.baseline_scores(con, settings, test, cutoff, seed=settings.seed)
+    if FUSED_SCORE in test.columns and RETRIEVAL_FUSION not in scores:
+        scores[RETRIEVAL_FUSION] = test[FUSED_SCORE].astype(float)
+    # Retrieved candidates: what retrieval missed stays in the labels, unrankable by all.
+    scores = {name: only_retrieved(test, s) for name, s in scores.items()}
     segments = metrics.user_segment(
         test["user_history_events"],
         settings.evaluation.segment_light_min,
@@ -82,12 +89,14 @@ def evaluate_champion(
     test, _ = holdout_with_features(
         settings, get_store(settings), times, full_catalogue=full_catalogue
     )
-    scores = {name: score(model, test, features)}
     recall = None
     if full_catalogue:  # also the two stages: retrieval proposes, the model orders
         users = sorted(test["user_id"].unique())
         candidates = retrieve_from(settings.warehouse_path, settings, users, times.test_start)
-        scores = with_two_stages(candidates, test, scores)
+        test = with_retrieval_columns(test, candidates)
+        scores = with_two_stages(candidates, test, {name: score(model, test, features)})
         recall = retrieval_recall(candidates, test[test["label"] > 0])
+    else:
+        scores = {name: score(model, test, features)}
     table, by_segment = evaluation_tables(settings, test, scores, times.test_start)
     return Evaluation(times, table, by_segment, recall)

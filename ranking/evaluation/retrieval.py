@@ -8,6 +8,7 @@ import pandas as pd
 
 from ranking.retrieval.merge import rank_column
 from ranking.retrieval.sources import SOURCE_NAMES
+from ranking.schema import RETRIEVAL_FUSION
 
 #: Candidate-set sizes the recall is reported at.
 RECALL_AT = (50, 100, 200)
@@ -57,7 +58,7 @@ def restricted_to(candidates: pd.DataFrame, frame: pd.DataFrame, scores: pd.Seri
 
 
 #: The scorer that orders by the retrieval stage alone (reciprocal-rank fusion).
-FUSION = "retrieval_fusion"
+FUSION = RETRIEVAL_FUSION
 
 
 def with_two_stages(
@@ -65,8 +66,11 @@ def with_two_stages(
 ) -> dict[str, pd.Series]:
     """``scores`` plus, for each, its two-stage version (``<name>_two_stage``: only the
     retrieved rows, in the scorer's order) and the fusion order of retrieval alone."""
-    fusion = candidates[["user_id", "item_id", "retrieval_score"]]
-    fused = frame.merge(fusion, on=["user_id", "item_id"], how="left")["retrieval_score"]
+    if "retrieval_score" in frame.columns:  # the frame already carries retrieval's columns
+        fused = frame["retrieval_score"]
+    else:
+        fusion = candidates[["user_id", "item_id", "retrieval_score"]]
+        fused = frame.merge(fusion, on=["user_id", "item_id"], how="left")["retrieval_score"]
     out = dict(scores)
     out |= {f"{n}_two_stage": restricted_to(candidates, frame, s) for n, s in scores.items()}
     out[FUSION] = pd.Series(fused.fillna(0.0).to_numpy(), index=frame.index)

@@ -3,7 +3,8 @@
 The reference is logged with each model version at training time: a seeded sample of its
 validation rows (the most recent rows built exactly like training rows), with features,
 item category and the model's score. The current sample is built the same way from the
-last ``monitor_window_days``: the items users met plus sampled negatives, features from
+last ``monitor_window_days`` (the retrieved candidates of users who acted, or the items
+they met plus sampled negatives, as training does), features from
 Feast as of their time (that is, the newest snapshots), scored by the champion. Comparing
 like with like keeps the alarm about the data, not about how the rows were made.
 """
@@ -17,7 +18,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
@@ -38,20 +38,9 @@ def recent_candidates(
 ) -> pd.DataFrame:
     """Rows built like training rows for ``[start, end)``, with features, scored."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        groups = dataset.interacted_items(con, settings, start, end)
-        if groups.empty:
-            return pd.DataFrame(columns=["category", *champion.features, "score"])
-        keys = ["group_ts", "user_id", "group_key"]
-        groups["group_id"] = groups.groupby(keys, sort=True).ngroup()
-        catalogue = dataset.item_catalogue(con, start)
-    frame = dataset.add_negatives(
-        groups.drop(columns="group_key"),
-        catalogue,
-        settings.training.negatives_popular,
-        settings.training.negatives_random,
-        np.random.default_rng(settings.seed),
-    )
-    frame = dataset.with_request_columns(frame, catalogue)
+        frame = dataset.query_group_rows(con, settings, start, end, end)
+    if frame.empty:
+        return pd.DataFrame(columns=["category", *champion.features, "score"])
     frame, _ = dataset.with_features(store, frame, champion.feature_service)
     return reference_sample(
         frame, champion.model, champion.features, settings.monitoring.reference_rows, settings.seed

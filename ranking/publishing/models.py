@@ -16,6 +16,7 @@ from ranking.features.store import service_name
 from ranking.publishing.gate import ChampionScore
 from ranking.schema import CHAMPION, HEADLINE_METRIC
 from ranking.settings import Settings
+from ranking.training.retrieved import only_retrieved
 from ranking.training.tracking import client_for
 
 
@@ -62,8 +63,9 @@ def champion_score(settings: Settings, test: pd.DataFrame, seed: int = 0) -> Cha
         return ChampionScore()
     if any(f not in test.columns for f in champion.features):
         return ChampionScore(champion.version, None)
+    scores = champion.model.predict(test[champion.features].astype("float32"))
     scored = test[["group_id", "label"]].assign(
-        score=champion.model.predict(test[champion.features].astype("float32"))
+        score=only_retrieved(test, pd.Series(scores, index=test.index))
     )
     return ChampionScore(
         champion.version, ranking_metrics(scored, "score", seed=seed)[HEADLINE_METRIC]

@@ -17,6 +17,7 @@ from ranking.quality.frames import (
     schema_problems,
     schema_result,
 )
+from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.schema import SPLITS
 
 # Training sets ---------------------------------------------------------------------------
@@ -73,7 +74,8 @@ def check_training_set(
             results.append(_positive_share(positive[in_split], f"{target}:{split}", t))
     results += _groups(frame, positive, target, t)
     for name in features or ():
-        if name in frame.columns:
+        # A source's score is absent where it did not propose the item, by design.
+        if name in frame.columns and name not in RETRIEVAL_FEATURES:
             rate = float(frame[name].isna().mean())
             results.append(
                 graded(

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ranking.retrieval.sources import SOURCES, prepare, source_candidates
+from ranking.retrieval.sources import SOURCE_NAMES, SOURCES, prepare, source_candidates
 from ranking.settings import Settings
 from ranking.warehouse import warehouse
 
@@ -28,12 +28,24 @@ def rank_column(source: str) -> str:
     return f"retrieval_{source}_rank"
 
 
+#: How many sources proposed the item, and their reciprocal-rank fusion.
+SOURCE_COUNT, FUSED_SCORE = "retrieval_sources", "retrieval_score"
+#: What retrieval hands the ranker as features: each source's score and rank (NaN where
+#: it did not propose the item), the number of sources and the fused score. They are
+#: request-time features: computed by the same :func:`retrieve` offline and online.
+RETRIEVAL_FEATURES: tuple[str, ...] = (
+    *(c for s in SOURCE_NAMES for c in (score_column(s), rank_column(s))),
+    SOURCE_COUNT,
+    FUSED_SCORE,
+)
+
+
 def merge_sources(per_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per (user, item): ``sources`` (names, comma-separated), per-source score and
-    rank (NaN where a source did not propose it), and ``retrieval_score``, the reciprocal-
-    rank fusion of the sources; rows sorted by user, then ``retrieval_score`` descending."""
+    """One row per (user, item): ``sources`` (names, comma-separated), their number, per-
+    source score and rank (NaN where a source did not propose it), and ``retrieval_score``,
+    the reciprocal-rank fusion of the sources; rows sorted by user, then that descending."""
     parts = [f.assign(source=name) for name, f in per_source.items() if len(f)]
-    columns = ["user_id", "item_id", "sources", "retrieval_score"]
+    columns = ["user_id", "item_id", "sources", SOURCE_COUNT, FUSED_SCORE]
     columns += [c for name in per_source for c in (score_column(name), rank_column(name))]
     if not parts:
         return pd.DataFrame(columns=columns)
@@ -46,12 +58,13 @@ def merge_sources(per_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
         out[score_column(name)] = wide["score"].get(name, np.nan)
         out[rank_column(name)] = wide["rank"].get(name, np.nan)
     ranks = out[[rank_column(n) for n in per_source]]
-    out["retrieval_score"] = (1.0 / (RRF_K + ranks)).sum(axis=1)
+    out[FUSED_SCORE] = (1.0 / (RRF_K + ranks)).sum(axis=1)
     proposed = ranks.notna().to_numpy()
+    out[SOURCE_COUNT] = proposed.sum(axis=1).astype(float)
     names = np.array(list(per_source))
     out["sources"] = [",".join(names[row]) for row in proposed]
     out = out.reset_index().sort_values(
-        ["user_id", "retrieval_score", "item_id"], ascending=[True, False, True], kind="stable"
+        ["user_id", FUSED_SCORE, "item_id"], ascending=[True, False, True], kind="stable"
     )
     return out[columns].reset_index(drop=True)
 

@@ -9,7 +9,8 @@ relations are prepared by :func:`prepare` on the connection:
   (the labels' rule: ``label_weights`` > 0, ratings above the offset), ``age_days`` their
   age at ``at``;
 - ``r_catalogue(item_id, category, created_at)``: available items known before ``at``
-  (``created_at`` is the catalogue's, else the item's first event);
+  (``created_at`` is the catalogue's, else the item's first relevant event: an id that was
+  only ever shown, e.g. a made-up id a caller had served, is not an item);
 - ``r_seen(user_id, item_id)``: what each query user already consumed; no source but
   ``repeat`` proposes it again.
 
@@ -176,9 +177,9 @@ def prepare(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE r_catalogue AS
-        WITH first_seen AS (
-            SELECT item_id, min(event_timestamp) AS first_ts FROM events
-            WHERE event_timestamp < ?::TIMESTAMP GROUP BY item_id
+        WITH first_seen AS (  -- an item exists once someone took it, not once it was shown
+            SELECT item_id, min(event_timestamp) AS first_ts FROM events e
+            WHERE event_timestamp < ?::TIMESTAMP AND {positive_sql(settings)} GROUP BY item_id
         )
         SELECT coalesce(i.item_id, f.item_id) AS item_id,
                coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
@@ -208,9 +209,14 @@ def source_candidates(
     if budget <= 0 or (source.name == REPEAT and not settings.retrieval.repeat_event_types):
         return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
     unseen = "" if source.name == REPEAT else "ANTI JOIN r_seen s USING (user_id, item_id)"
+    # Scores are rounded to float32 (what the ranker sees) before ranking: DuckDB's parallel
+    # sums differ in the last bits from run to run, and a rerun must rank identically.
     return con.execute(
         f"""
-        WITH proposed AS ({source.sql(settings.retrieval)})
+        WITH proposed AS (
+            SELECT user_id, item_id, score::FLOAT::DOUBLE AS score
+            FROM ({source.sql(settings.retrieval)})
+        )
         SELECT p.user_id, p.item_id, p.score,
                row_number() OVER (PARTITION BY p.user_id ORDER BY p.score DESC, p.item_id)
                    AS rank

@@ -1,5 +1,9 @@
-"""Candidates to rank: the catalogue's (available items, most popular over the last week,
-minus what the user already bought) or the caller's own list.
+"""Candidates to rank, from the retrieval stage: the same :func:`retrieve` that builds the
+training groups, so the ranker orders online what it learned to order offline.
+
+Each candidate carries the sources that proposed it and the retrieval features, and a
+``fallback_score`` that orders the list when no model can (retrieval's fused order for
+retrieved candidates, last week's popularity for the caller's own list).
 """
 
 from __future__ import annotations
@@ -9,55 +13,59 @@ from datetime import datetime, timedelta
 import duckdb
 import pandas as pd
 
-from ranking.schema import POSITIVE_SQL_LIST, PURCHASE, UNKNOWN_CATEGORY
+from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
+from ranking.schema import UNKNOWN_CATEGORY
+from ranking.warehouse import positive_sql
 
-#: How far back "recently popular" looks when ordering candidates.
+#: How far back "recently popular" looks for the caller's candidates.
 POPULARITY_WINDOW = timedelta(days=7)
+#: The columns every candidate frame has.
+CANDIDATE_COLUMNS = ["item_id", "category", "sources", "fallback_score", *RETRIEVAL_FEATURES]
 
 
-def candidate_items(
-    con: duckdb.DuckDBPyConnection, user_id: str, now: datetime, pool: int
+def _categories(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute("SELECT item_id, category FROM r_catalogue").df()
+
+
+def retrieved_for_user(
+    con: duckdb.DuckDBPyConnection, settings, user_id: str, now: datetime, pool: int
 ) -> pd.DataFrame:
-    """Available items by positive interactions in the week before ``now``, minus purchases."""
-    return con.execute(
+    """The best ``pool`` retrieved candidates for ``user_id`` at ``now`` (fused order).
+
+    Retrieval proposes available items (the catalogue's, and items known only from
+    events) the user has not consumed (the repeat source aside), from events strictly
+    before ``now``."""
+    found = retrieve(con, settings, [user_id], now).head(pool)
+    found = found.merge(_categories(con), on="item_id", how="left")
+    found["category"] = found["category"].fillna(UNKNOWN_CATEGORY)
+    found["fallback_score"] = found[FUSED_SCORE].astype(float)
+    return found[CANDIDATE_COLUMNS].reset_index(drop=True)
+
+
+def given_candidates(
+    con: duckdb.DuckDBPyConnection, settings, user_id: str, item_ids: list, now: datetime
+) -> pd.DataFrame:
+    """The caller's items (each once, as given, sorted by id) with their category, last
+    week's popularity as the fallback score, and the retrieval features of those that
+    retrieval would also have proposed (NaN for the others)."""
+    # The ids go in as a query parameter, not a registered view: concurrent requests on
+    # one connection must not share a name.
+    ids = list(dict.fromkeys(str(i) for i in item_ids))
+    counted = con.execute(
         f"""
-        WITH pop AS (
-            SELECT item_id, count(*) AS popularity FROM events
-            WHERE event_timestamp >= ?::TIMESTAMP AND event_timestamp < ?::TIMESTAMP
-              AND event_type IN {POSITIVE_SQL_LIST}
-            GROUP BY item_id
-        ), bought AS (
-            SELECT DISTINCT item_id FROM events WHERE user_id = ? AND event_type = '{PURCHASE}'
-        )
-        SELECT i.item_id, coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
-               coalesce(p.popularity, 0) AS popularity
-        FROM items i LEFT JOIN pop p USING (item_id)
-        WHERE coalesce(i.available, true) AND i.item_id NOT IN (SELECT item_id FROM bought)
-        ORDER BY popularity DESC, i.item_id
-        LIMIT ?
+        SELECT g.item_id, coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
+               count(e.item_id)::DOUBLE AS fallback_score
+        FROM (SELECT unnest(?::VARCHAR[]) AS item_id) g LEFT JOIN items i USING (item_id)
+        LEFT JOIN events e ON e.item_id = g.item_id
+            AND e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
+            AND {positive_sql(settings)}
+        GROUP BY g.item_id, i.primary_category
+        ORDER BY g.item_id
         """,
-        [now - POPULARITY_WINDOW, now, user_id, pool],
+        [ids, now - POPULARITY_WINDOW, now],
     ).df()
-
-
-def given_candidates(con: duckdb.DuckDBPyConnection, item_ids: list[str], now: datetime):
-    """Caller-supplied candidates with their category and last week's popularity."""
-    # Each id once, in the caller's order: a repeated id must not count its events twice.
-    frame = pd.DataFrame({"item_id": list(dict.fromkeys(str(i) for i in item_ids))})
-    con.register("given", frame)
-    try:
-        return con.execute(
-            f"""
-            SELECT g.item_id, coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
-                   count(e.item_id) AS popularity
-            FROM given g LEFT JOIN items i USING (item_id)
-            LEFT JOIN events e ON e.item_id = g.item_id
-                AND e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
-                AND e.event_type IN {POSITIVE_SQL_LIST}
-            GROUP BY g.item_id, i.primary_category
-            ORDER BY g.item_id
-            """,
-            [now - POPULARITY_WINDOW, now],
-        ).df()
-    finally:
-        con.unregister("given")
+    found = retrieve(con, settings, [user_id], now)
+    out = counted.merge(found[["item_id", "sources", *RETRIEVAL_FEATURES]], how="left",
+                        on="item_id")  # fmt: skip
+    out["sources"] = out["sources"].fillna("")
+    return out[CANDIDATE_COLUMNS]

@@ -32,7 +32,7 @@ class RankRequest(BaseModel):
     user_id: str = Field(min_length=1, max_length=200)
     k: int = Field(default=10, ge=1, le=500)
     candidates: list[str] | None = Field(
-        default=None, description="Item ids to rank; default: the catalogue's candidates."
+        default=None, description="Item ids to rank; default: the retrieved candidates."
     )
 
 
@@ -41,6 +41,7 @@ class RankedItem(BaseModel):
     item_id: str
     category: str
     score: float
+    sources: str = Field(default="", description="The retrieval sources that proposed it.")
 
 
 class RankResponse(BaseModel):

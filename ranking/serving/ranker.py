@@ -1,8 +1,9 @@
-"""Ranking for a user: online features from Feast, the ``champion`` model, the top ``k``.
+"""Ranking for a user: retrieved candidates, online features from Feast, the ``champion``
+model, the top ``k`` with the sources that proposed each item.
 
 A user the online store does not know, or a platform with no champion yet, gets the
-popularity ranking, and says so. The CLI (``ranking rank``) and the HTTP service call the
-same :func:`rank_request`.
+fallback order (retrieval's fused order, or popularity for the caller's list), and says
+so. The CLI (``ranking rank``) and the HTTP service call the same :func:`rank_request`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pandas as pd
 from ranking.features.store import online_features
 from ranking.publishing.models import Champion
 from ranking.schema import IMPRESSION
-from ranking.serving.candidates import candidate_items, given_candidates
+from ranking.serving.candidates import given_candidates, retrieved_for_user
 from ranking.settings import Settings
 from ranking.warehouse import warehouse
 
+#: What a ranked list shows for each item.
+RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources"]
 #: A feature every known user has online; all-null means the store does not know them.
 USER_PRESENCE_FEATURE = "user_events_all"
 
@@ -28,9 +31,9 @@ class RankedList:
     """A ranked list and how it was made."""
 
     user_id: str
-    items: pd.DataFrame  # rank, item_id, category, score
+    items: pd.DataFrame  # rank, item_id, category, score, sources
     model_version: str | None
-    fallback: str | None  # why the popularity ranking was used, else None
+    fallback: str | None  # why the fallback order was used, else None
 
 
 def rank_for_user(
@@ -41,10 +44,13 @@ def rank_for_user(
     now: datetime,
     k: int = 10,
 ) -> RankedList:
-    """Score ``candidates`` for ``user_id`` and return the top ``k``."""
+    """Score ``candidates`` for ``user_id`` and return the top ``k``.
+
+    The champion's features are the online ones from Feast, then the request-time ones the
+    candidates carry (the retrieval features)."""
     if candidates.empty:
-        return RankedList(user_id, pd.DataFrame(columns=["rank", "item_id", "category", "score"]),
-                          None, "no candidate items")  # fmt: skip
+        return RankedList(user_id, pd.DataFrame(columns=RANKED_COLUMNS), None,
+                          "no candidate items")  # fmt: skip
     fallback = None if champion is not None else "no champion model registered yet"
     scored = candidates.copy()
     if champion is not None:
@@ -57,15 +63,19 @@ def rank_for_user(
         if feats[USER_PRESENCE_FEATURE].isna().all():
             fallback = f"user {user_id!r} has no features online (unknown or new user)"
         else:
+            carried = [f for f in champion.features if f not in feats.columns]
+            feats[carried] = scored.reindex(columns=carried).to_numpy(dtype=float)
             x = feats[champion.features].astype("float32")
             scored["score"] = champion.model.predict(x)
     if fallback is not None:
-        scored["score"] = scored["popularity"].astype(float)
+        scored["score"] = scored["fallback_score"].astype(float)
+    if "sources" not in scored.columns:
+        scored["sources"] = ""
     top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
     top.insert(0, "rank", range(1, len(top) + 1))
     return RankedList(
         user_id=user_id,
-        items=top[["rank", "item_id", "category", "score"]].reset_index(drop=True),
+        items=top[RANKED_COLUMNS].reset_index(drop=True),
         model_version=None if fallback else champion.version,
         fallback=fallback,
     )
@@ -98,10 +108,11 @@ def rank_request(
     k: int = 10,
     item_ids: list[str] | None = None,
 ) -> RankedList:
-    """Rank for ``user_id``: the caller's ``item_ids``, or candidates from the catalogue."""
+    """Rank for ``user_id``: the caller's ``item_ids``, or the retrieved candidates."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
         if item_ids:
-            candidates = given_candidates(con, item_ids, now)
+            candidates = given_candidates(con, settings, user_id, item_ids, now)
         else:
-            candidates = candidate_items(con, user_id, now, settings.serving.candidate_pool)
+            pool = settings.serving.candidate_pool
+            candidates = retrieved_for_user(con, settings, user_id, now, pool)
     return rank_for_user(store, champion, candidates, user_id, now, k)

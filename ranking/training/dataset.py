@@ -21,9 +21,12 @@ import pandas as pd
 
 from ranking.errors import NoDataError
 from ranking.features.store import historical_features, service_features, service_name
-from ranking.schema import POSITIVE_SQL_LIST, RATING, SPLITS, TEST, TRAIN, UNKNOWN_CATEGORY, VALID
+from ranking.retrieval.merge import RETRIEVAL_FEATURES
+from ranking.schema import POSITIVE_SQL_LIST, SPLITS, TEST, TRAIN, UNKNOWN_CATEGORY, VALID
 from ranking.settings import Settings
 from ranking.times import floor_to
+from ranking.training import retrieved
+from ranking.training.labels import labelled_events_sql
 from ranking.warehouse import event_time_range, warehouse
 
 
@@ -63,28 +66,6 @@ def split_for(settings: Settings, as_of: datetime) -> SplitTimes:
     if settings.features.history_days is not None:
         first = max(first, as_of - timedelta(days=settings.features.history_days))
     return split_times(first, as_of, settings.training.valid_days, settings.training.test_days)
-
-
-def _weights_sql(weights: dict[str, float]) -> str:
-    rows = ", ".join(f"('{t}', {float(w)})" for t, w in sorted(weights.items()))
-    return f"(VALUES {rows}) AS w(event_type, weight)"
-
-
-def labelled_events_sql(settings: Settings, key: str = "NULL") -> str:
-    """Events in ``[?, ?)`` with their graded label (and a query-group ``key`` expression).
-
-    The one definition of a label: ``label_weights`` per event type, ratings graded by
-    value (``floor(stars) - rating_label_offset``, at least 0).
-    """
-    offset = float(settings.events.rating_label_offset)
-    return f"""
-        SELECT e.user_id, {key} AS group_key, e.item_id, e.event_timestamp,
-            CASE WHEN e.event_type = '{RATING}'
-                 THEN greatest(0.0, floor(coalesce(e.value, 0)) - {offset})
-                 ELSE w.weight END AS label
-        FROM events e JOIN {_weights_sql(settings.events.label_weights)} USING (event_type)
-        WHERE e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
-    """
 
 
 def interacted_items(
@@ -182,21 +163,29 @@ def with_request_columns(frame: pd.DataFrame, catalogue: pd.DataFrame) -> pd.Dat
     return frame
 
 
-def build_entity_frame(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    times: SplitTimes,
-) -> pd.DataFrame:
-    """Training and validation rows: one per (query group, candidate item) before the test.
+def query_group_rows(
+    con: duckdb.DuckDBPyConnection, settings: Settings, start: datetime, valid_start: datetime,
+    end: datetime,
+) -> pd.DataFrame:  # fmt: skip
+    """Rows of the query groups that start in ``[start, end)``: one per (group, candidate).
 
-    Columns: ``group_id`` (sorted, the XGBoost ``qid``), ``user_id``, ``item_id``,
+    Groups come from retrieval (:mod:`ranking.training.retrieved`, with the retrieval
+    features) or, with ``candidates = 'sampled'``, from sessions or days plus sampled
+    negatives. Columns: ``group_id`` (sorted, the XGBoost ``qid``), ``user_id``, ``item_id``,
     ``category``, ``event_timestamp`` (group start, UTC), ``request_timestamp_s``,
     ``label``, ``sampled`` and ``split`` ('train' before ``valid_start``, else 'valid').
+    Monitoring builds its current sample with the same function.
     """
-    groups = interacted_items(con, settings, times.start, times.test_start)
+    # Categories as known by the end (an item new in validation has its own, as serving
+    # would show it); sampled negatives only from items known before validation.
+    categories = item_catalogue(con, end)
+    if settings.training.candidates == "retrieval":
+        frame = retrieved.build_retrieved_frame(con, settings, start, valid_start, end)
+        return with_request_columns(frame, categories)
+    catalogue = item_catalogue(con, valid_start)
+    groups = interacted_items(con, settings, start, end)
     groups["group_id"] = groups.groupby(["group_ts", "user_id", "group_key"], sort=True).ngroup()
     rng = np.random.default_rng(settings.seed)
-    catalogue = item_catalogue(con, times.valid_start)
     frame = add_negatives(
         groups.drop(columns="group_key"),
         catalogue,
@@ -204,10 +193,17 @@ def build_entity_frame(
         settings.training.negatives_random,
         rng,
     )
-    frame = with_request_columns(frame, catalogue)
+    frame = with_request_columns(frame, categories)
     naive = frame["event_timestamp"].dt.tz_localize(None)
-    frame["split"] = np.where(naive < pd.Timestamp(times.valid_start), TRAIN, VALID)
+    frame["split"] = np.where(naive < pd.Timestamp(valid_start), TRAIN, VALID)
     return frame.sort_values(["group_id", "item_id"], ignore_index=True)
+
+
+def build_entity_frame(
+    con: duckdb.DuckDBPyConnection, settings: Settings, times: SplitTimes
+) -> pd.DataFrame:
+    """Training and validation rows before the test (see :func:`query_group_rows`)."""
+    return query_group_rows(con, settings, times.start, times.valid_start, times.test_start)
 
 
 def build_holdout_frame(
@@ -220,9 +216,11 @@ def build_holdout_frame(
     """Test queries at the cut-off ``times.test_start``: one per returning user.
 
     A test query is a user with events before the cut-off and a relevant event in
-    ``[test_start, end)``. Its candidates are every item the user met after the cut-off
-    (graded labels) plus sampled popular and random negatives, or, with
-    ``full_catalogue``, every item known before the cut-off. The query's timestamp is
+    ``[test_start, end)``. Its candidates are, with ``full_catalogue``, every item known
+    before the cut-off; else, with retrieval candidates (the default), what retrieval
+    returns at the cut-off plus the relevant items it missed (``retrieved`` False); else
+    every item the user met after the cut-off plus sampled popular and random negatives.
+    Labels are graded by what the user did after the cut-off. The query's timestamp is
     the cut-off itself, so its features come from snapshots taken before it.
     ``user_history_events`` (events before the cut-off) drives the user segments.
     """
@@ -249,7 +247,9 @@ def build_holdout_frame(
     test = test.merge(users[["user_id", "group_id"]], on="user_id")
     test["group_ts"] = pd.Timestamp(times.test_start)
     catalogue = item_catalogue(con, times.test_start)
-    if full_catalogue:
+    if not full_catalogue and settings.training.candidates == "retrieval":
+        frame = retrieved.with_retrieved_candidates(con, settings, test, times.test_start)
+    elif full_catalogue:
         others = users.merge(catalogue[catalogue["available"]][["item_id"]], how="cross")
         others = others.assign(label=0.0, sampled=True, group_ts=pd.Timestamp(times.test_start))
         frame = pd.concat([test.assign(sampled=False), others], ignore_index=True)
@@ -324,7 +324,11 @@ def build_training_set(
 def with_features(
     store, entities: pd.DataFrame, service_name: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Feast's point-in-time join of a service's features onto an entity frame."""
+    """Feast's point-in-time join of a service's features onto an entity frame.
+
+    The features are the service's, then the retrieval features the entity frame carries
+    (request-time features, computed by retrieval at the group's time)."""
     frame = historical_features(store, entities, service_name)
     frame = frame.sort_values(["group_id", "item_id"], ignore_index=True)
-    return frame, feature_columns(frame, service_features(store, service_name))
+    carried = [f for f in RETRIEVAL_FEATURES if f in entities.columns]
+    return frame, feature_columns(frame, [*service_features(store, service_name), *carried])

@@ -99,6 +99,14 @@ def reference_sample(
     return out
 
 
+def query_group_params(settings: Settings) -> dict:
+    """How the query groups were built (logged next to the model's parameters)."""
+    names = ("group_by", "negatives_popular", "negatives_random")
+    if settings.training.candidates == "retrieval":
+        names = ("candidates_per_group", "label_horizon_days", "users_per_query_time")
+    return {name: getattr(settings.training, name) for name in ("candidates", *names)}
+
+
 def run_metrics(
     table: pd.DataFrame, summary: dict[str, dict[str, float]], best_iteration: int
 ) -> dict[str, float]:
@@ -264,7 +272,7 @@ def log_training_run(
         settings,
         model=trained.model,
         features=trained.features,
-        params=trained.params | {"group_by": settings.training.group_by},
+        params=trained.params | query_group_params(settings),
         metrics=metrics,
         tags=run_tags(service, times, frame, data_quality),
         example=split_rows(frame, TEST),

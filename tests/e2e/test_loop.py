@@ -29,6 +29,7 @@ from ranking.ingest.contract import ingest
 from ranking.publishing import aliases, models
 from ranking.schema import CHAMPION
 from ranking.serving.http import create_app
+from ranking.serving.ranker import rank_request
 from ranking.settings import get_settings
 from ranking.training import tracking
 from ranking.warehouse import most_active_user
@@ -263,9 +264,11 @@ def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serv
     assert "user_skip_rate_7d" not in old.features
     fs = store.get_store(get_settings(home=settings.home))
     user = most_active_user(settings.warehouse_path)
+    # The old version still ranks, through its own feature service and retrieval's features.
+    ranked = rank_request(settings, fs, old, user, NOW, k=3)
+    assert ranked.fallback is None and ranked.model_version == old.version
+    assert len(ranked.items) == 3 and ranked.items["score"].notna().all()
     rows = [{"user_id": user, "item_id": "i000001", "category": "drama",
              "request_timestamp_s": int(NOW.timestamp())}]  # fmt: skip
-    served_old = store.online_features(fs, rows, old.feature_service)
-    assert old.model.predict(served_old[old.features].astype("float32")).shape == (1,)
     served_new = store.online_features(fs, rows, "ranker_v2")
     assert "user_skip_rate_7d" in served_new.columns

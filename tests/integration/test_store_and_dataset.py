@@ -70,12 +70,18 @@ def test_training_rows_never_see_features_from_after_their_timestamp(applied) ->
 def test_entity_frame_labels_negatives_and_time_splits(applied) -> None:
     settings, _, _, frame, names, times = applied
     assert set(frame["label"].unique()) <= {0.0, 1.0, 2.0, 3.0}
-    assert (frame.loc[frame["sampled"], "label"] == 0).all()
     per_group = frame.groupby("group_id")
     assert (per_group["label"].max() > 0).all()
-    # Negatives reach nearly every group (a heavy user may already have met every item
-    # drawn for them in a catalogue this small, and a drawn item they met is dropped).
-    assert (per_group["sampled"].sum() >= 1).mean() > 0.95
+    # Groups are retrieved candidates (the default): every training row was proposed by a
+    # source, and the negatives are the retrieved items the user did not take.
+    fit_rows = frame[frame["split"] != "test"]
+    assert (fit_rows["sources"].str.len() > 0).all()
+    negatives = fit_rows.groupby("group_id")["label"].apply(lambda y: (y == 0).sum())
+    assert (negatives > 0).mean() > 0.95
+    assert fit_rows.groupby("group_id").size().max() <= settings.training.candidates_per_group
+    test = frame[frame["split"] == "test"]
+    assert (test.loc[~test["retrieved"].astype(bool), "label"] > 0).all()  # what retrieval missed
+    assert {"retrieval_score", "retrieval_covisit_score", "retrieval_sources"} <= set(names)
     assert not frame.duplicated(["group_id", "item_id"]).any()
     ts = frame["event_timestamp"].dt.tz_convert(None)
     assert (ts[frame["split"] == "train"] < pd.Timestamp(times.valid_start)).all()

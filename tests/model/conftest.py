@@ -25,7 +25,11 @@ from ranking.training import dataset, rankers
 from tests.conftest import END, NOW
 
 #: A small budget: enough for the ranker to learn the generated tastes, quick on 2 cores.
-TRAINING = {"n_estimators": 60, "valid_days": 5, "test_days": 5}
+#: Sampled groups: these tests perturb the stored (Feast) features and join them by hand;
+#: the retrieval features and retrieval-built groups are tested in
+#: tests/code/training/test_retrieved.py and measured by benchmarks/quality.py.
+TRAINING = {"n_estimators": 60, "valid_days": 5, "test_days": 5, "candidates": "sampled",
+            "max_depth": 6, "min_child_weight": 1.0}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The HTTP service before any model exists: health, the 503 before data, the popularity
-fallback and the served log, and request validation."""
+"""The HTTP service before any model exists: health, the 503 before data, the fallback
+order of the retrieved candidates and the served log, and request validation."""
 
 from __future__ import annotations
 
@@ -40,6 +40,12 @@ u3,i4,click,2026-02-28T10:00:00
 u4,i4,click,2026-02-28T10:00:00
 """
 # Last week's positive events: i1 3, i3 2, i2 1, i5 0; i4 (4) is unavailable.
+# Retrieval at NOW (no created_at: an item's first event dates it, so i1, i2, i3 are fresh;
+# i5 has neither events nor a date and is never retrieved):
+#   popular (recency-weighted): i1 (3 events 2.1 days old), i3 (2, 1.1 days), i2 (1)
+#   fresh (positives + 1 / (1 + age in days)): i1, i3, i2
+#   trending (two positives or more in the last 3 days): i1, i3
+# Reciprocal-rank fusion: i1 3/61, i3 3/62, i2 2/63.
 
 
 def _served_file(settings: Settings, when: datetime = NOW) -> Path:
@@ -113,7 +119,7 @@ def test_rank_before_any_warehouse_is_503_naming_the_command(empty) -> None:
 # With a warehouse, no model ----------------------------------------------------------
 
 
-def test_rank_without_a_model_serves_the_popularity_fallback(shop) -> None:
+def test_rank_without_a_model_serves_the_retrieval_order(shop) -> None:
     _, client = shop
     response = client.post("/rank", json={"user_id": "newcomer", "k": 3})
     assert response.status_code == 200
@@ -123,21 +129,28 @@ def test_rank_without_a_model_serves_the_popularity_fallback(shop) -> None:
     assert body["fallback"] == "no champion model registered yet"
     assert [item["item_id"] for item in body["items"]] == ["i1", "i3", "i2"]
     assert [item["rank"] for item in body["items"]] == [1, 2, 3]
-    assert [item["score"] for item in body["items"]] == [3.0, 2.0, 1.0]
+    assert [item["score"] for item in body["items"]] == pytest.approx([3 / 61, 3 / 62, 2 / 63])
     assert [item["category"] for item in body["items"]] == ["a", "b", "a"]
+    assert [item["sources"] for item in body["items"]] == [
+        "popular,fresh,trending",
+        "popular,fresh,trending",
+        "popular,fresh",
+    ]
     assert len(body["request_id"]) == 32
 
 
-def test_rank_default_k_is_ten_and_capped_by_the_catalogue(shop) -> None:
+def test_rank_default_k_is_ten_and_capped_by_what_retrieval_proposes(shop) -> None:
     _, client = shop
     body = client.post("/rank", json={"user_id": "newcomer"}).json()
-    assert [item["item_id"] for item in body["items"]] == ["i1", "i3", "i2", "i5"]
+    assert [item["item_id"] for item in body["items"]] == ["i1", "i3", "i2"]  # not i5
 
 
-def test_rank_leaves_out_what_the_user_bought(shop) -> None:
+def test_rank_leaves_out_what_the_user_consumed(shop) -> None:
+    """u2 clicked i1 and bought i3: only i2 is left, co-visited with both by u1."""
     _, client = shop
     body = client.post("/rank", json={"user_id": "u2", "k": 2}).json()
-    assert [item["item_id"] for item in body["items"]] == ["i1", "i2"]
+    assert [item["item_id"] for item in body["items"]] == ["i2"]
+    assert body["items"][0]["sources"] == "covisit,category,popular,fresh"
 
 
 def test_rank_the_callers_candidates(shop) -> None:

@@ -71,8 +71,9 @@ def small(tmp_path: Path, settings: Settings) -> Settings:
         tmp_path / "items.csv",
     )
     assert [r.accepted for r in reports] == [6, 15]
+    # These tests are about sampled groups; retrieval groups: test_retrieved.py.
     return settings.updated(
-        training={"negatives_popular": 2, "negatives_random": 2},
+        training={"candidates": "sampled", "negatives_popular": 2, "negatives_random": 2},
         evaluation={"negatives_popular": 2, "negatives_random": 2},
     )
 
