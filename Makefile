@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py --events 1000000
 
 bench-quality: $(STAMP)
-	$(BIN)/python benchmarks/quality.py --dataset movielens --data-dir ../shared/data/ml-latest-small --seeds 3 --full-catalogue
+	$(BIN)/python benchmarks/quality.py --events ../shared/data/ml-latest-small --seeds 3
 
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/drift_false_alarms.py --seeds 20

@@ -1,14 +1,24 @@
-"""Ranking quality: the XGBoost ranker against every baseline and LightGBM, over seeds.
+"""Ranking quality on the full catalogue: two stages (retrieval, then the learned ranker)
+against every baseline and LightGBM, over rolling cut-offs and seeds.
 
-    python benchmarks/quality.py --dataset movielens --data-dir ../shared/data/ml-latest-small \
-        [--seeds 3] [--full-catalogue] [--json out.json]
-    python benchmarks/quality.py --dataset synth --events 300000 [--seeds 3]
+    python benchmarks/quality.py [--events PATH] [--items PATH] [--mapping YAML] \
+        [--cutoffs 12] [--seeds 3] [--json out.json]
+    python benchmarks/quality.py --synth 300000
 
-One fresh home per run: ingest, weekly (MovieLens) or daily (synth) feature snapshots,
-``feast apply``, then per seed: the training set through Feast (negatives sampled with
-the seed), XGBoost and LightGBM trained with the seed, and every scorer evaluated on the
-same test holdout: users active after a global cut-off who have history before it.
-Prints mean ± sd over seeds of each metric, plus training time, and the machine.
+``--events`` is anything ``ranking ingest`` reads: a contract file or folder, the
+MovieLens folder (the default: ../shared/data/ml-latest-small), or another layout with a
+mapping file. Everything else is derived from the data (see
+:mod:`ranking.evaluation.protocol`): the cut-offs tile the last ``--eval-share`` of the
+events; at each one the training set is built once through Feast (retrieved candidates,
+as ``ranking train`` does), and XGBoost and LightGBM are trained once per seed.
+
+Two tables, pooled over all test queries of all cut-offs, mean ± sd over seeds:
+- full catalogue (the headline): every known item is a candidate; ``*_two_stage`` rank
+  only what retrieval proposed; ``retrieval_fusion`` and ``<source>_alone`` are the
+  retrieval stage alone; the other baselines rank the whole catalogue;
+- retrieved candidates (what the promotion gate compares): retrieval's candidates plus
+  the relevant items it missed, which no scorer can rank.
+Then retrieval recall per source, the spread over cut-offs, timings and the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -32,135 +42,120 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli.common import quiet_libraries  # noqa: E402
 from ranking import home as ranking_home  # noqa: E402
+from ranking.evaluation import baselines, metrics  # noqa: E402
 from ranking.evaluation import report as holdout  # noqa: E402
-from ranking.evaluation.retrieval import (  # noqa: E402
-    RECALL_AT,
-    retrieval_recall,
-    with_two_stages,
-)
+from ranking.evaluation.protocol import RollingProtocol, derive_protocol  # noqa: E402
+from ranking.evaluation.retrieval import RECALL_AT, retrieval_recall, with_two_stages  # noqa: E402
 from ranking.features import snapshots as features  # noqa: E402
 from ranking.features import store  # noqa: E402
 from ranking.ingest import synth  # noqa: E402
 from ranking.ingest.contract import ingest  # noqa: E402
-from ranking.ingest.movielens import is_movielens  # noqa: E402
 from ranking.ingest.sources import resolve_source  # noqa: E402
-from ranking.retrieval.merge import retrieve_from  # noqa: E402
-from ranking.schema import REPORT_METRICS  # noqa: E402
+from ranking.retrieval.merge import FUSED_SCORE, retrieve_from  # noqa: E402
+from ranking.schema import HEADLINE_METRIC, MOST_POPULAR, REPORT_METRICS, RETRIEVAL_FUSION  # noqa: E402
 from ranking.settings import Settings, get_settings  # noqa: E402
 from ranking.training import dataset  # noqa: E402
 from ranking.training import rankers as train  # noqa: E402
-from ranking.training.retrieved import with_retrieval_columns  # noqa: E402
+from ranking.training.retrieved import only_retrieved, with_retrieval_columns  # noqa: E402
 from ranking.warehouse import warehouse  # noqa: E402
 
-NOW = datetime(2026, 1, 1)  # load time for the "future timestamp" check; data is older
+LEARNED = ("xgboost", "lightgbm")
+DEFAULT_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
 
-def _quantile_time(settings: Settings, q: float) -> datetime:
-    with warehouse(settings.warehouse_path, read_only=True) as con:
-        epoch = con.execute(
-            "SELECT quantile_cont(epoch(event_timestamp), ?) FROM events", [q]
-        ).fetchall()[0][0]
-    return datetime.utcfromtimestamp(epoch).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def prepare(args: argparse.Namespace, home: Path) -> tuple[Settings, dataset.SplitTimes]:
-    """Load the data set and build the feature store; returns settings and split times."""
-    base = get_settings(home=home)
-    if args.dataset == "movielens":
-        source = resolve_source(args.data_dir, source_format="movielens")
-        ranking_home.ensure_dirs(base)
-        ingest(base.warehouse_path, source.events, base.event_types, NOW, source.items,
-               source.events_reader, source.items_reader)  # fmt: skip
-        with warehouse(base.warehouse_path, read_only=True) as con:
-            newest = con.execute("SELECT max(event_timestamp) FROM events").fetchall()[0][0]
-        as_of = newest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-        test_start = _quantile_time(base, 1 - args.test_share)
-        valid_start = _quantile_time(base, 1 - args.test_share - args.valid_share)
-        features_section = {
-            "snapshot_every": timedelta(days=7),
-            "decay_half_life_days": 30.0,
-            "history_days": (as_of - valid_start).days + args.train_years * 365,
-        }
-        # A sparse 22-year log: retrieval looks back a year, with a quarter's half-life.
-        retrieval_section = {"window_days": 365.0, "half_life_days": 90.0, "fresh_days": 365.0}
-        training_section = {
-            "group_by": "day",
-            "test_days": (as_of - test_start).days,
-            "valid_days": (test_start - valid_start).days,
-        }
-    else:
+def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
+    """Ingest the data set into a fresh home; returns base settings and its name."""
+    settings = get_settings(home=home)
+    ranking_home.ensure_dirs(settings)
+    now = datetime.now(UTC).replace(tzinfo=None)  # the load time: a script may read the clock
+    if args.synth:
         end = datetime(2026, 3, 1)
-        data = synth.generate(synth.SynthConfig(events=args.events, days=42, end=end, seed=7))
-        paths = synth.write(data, base.raw_dir)
-        ingest(base.warehouse_path, paths["events"], base.event_types, end, paths["items"])
-        as_of, features_section, training_section, retrieval_section = end, {}, {}, {}
-    popular, uniform = (int(n) for n in args.negatives.split(","))
-    training_section |= {"n_estimators": args.n_estimators, "negatives_popular": popular,
-                         "negatives_random": uniform}  # fmt: skip
-    settings = get_settings(home=home, features=features_section, training=training_section,
-                            retrieval=retrieval_section)  # fmt: skip
+        data = synth.generate(synth.SynthConfig(events=args.synth, days=42, end=end, seed=7))
+        paths = synth.write(data, settings.raw_dir)
+        ingest(settings.warehouse_path, paths["events"], settings.event_types, end, paths["items"])
+        return settings, f"synth {args.synth:,} events"
+    source = resolve_source(args.events, args.items, args.mapping)
+    reports = ingest(settings.warehouse_path, source.events, settings.event_types, now,
+                     source.items, source.events_reader, source.items_reader)  # fmt: skip
+    for report in reports:
+        print(f"{report.target}: {report.summary()}")
+    return settings, args.events.name
+
+
+def build_features(settings: Settings, protocol: RollingProtocol) -> Settings:
+    """Settings with the derived sections; feature snapshots for every cut-off; feast apply."""
+    settings = settings.updated(**protocol.sections)
     ranking_home.prepare(settings)
-    cadence = settings.features.snapshot_every
-    first = features.first_snapshot(as_of, settings.features.history_days)
-    build = features.build_feature_tables(settings.warehouse_path, settings.features_dir, as_of,
-                                          cadence, settings.features.decay_half_life_days,
-                                          first_snapshot=first)  # fmt: skip
+    features.build_feature_tables(settings.warehouse_path, settings.features_dir,
+                                  protocol.as_of, settings.features.snapshot_every,
+                                  settings.features.decay_half_life_days,
+                                  first_snapshot=protocol.first_snapshot)  # fmt: skip
     store.apply_repo(settings)
-    start = max(min(build.snapshots), first or min(build.snapshots))
-    times = dataset.split_times(start, as_of, settings.training.valid_days,
-                                settings.training.test_days)  # fmt: skip
-    return settings, times
+    return settings
 
 
-def run_seed(settings: Settings, times: dataset.SplitTimes, seed: int, full_catalogue: bool):
-    """Train both models with ``seed`` and evaluate every scorer; long-format rows."""
-    settings = settings.updated(seed=seed)
+def long_rows(table: pd.DataFrame, **keys) -> list[dict]:
+    return [keys | {"model": model, "metric": metric, "value": float(value),
+                    "groups": float(row["groups"])}
+            for model, row in table.iterrows() for metric, value in row.items()
+            if metric in REPORT_METRICS]  # fmt: skip
+
+
+def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
+    """Train and evaluate at one cut-off; long-format rows and facts about the cut-off."""
     fs = store.get_store(settings)
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
-    fit_train, fit_valid = frame[frame["split"] == "train"], frame[frame["split"] == "valid"]
-    test = frame[frame["split"] == "test"]
-    models, seconds = {}, {}
-    for name, trainer in (("xgboost", train.train_ranker), ("lightgbm", train.train_lightgbm)):
-        t0 = time.perf_counter()
-        models[name] = trainer(fit_train, fit_valid, names, settings)
-        seconds[name] = time.perf_counter() - t0
-    rows = []
-    modes = [("sampled", test)]
-    if full_catalogue:
-        full = holdout.holdout_with_features(settings, fs, times, True)[0]
-        modes.append(("full", full))
-        candidates = retrieve_from(settings.warehouse_path, settings,
-                                   sorted(full["user_id"].unique()), times.test_start)  # fmt: skip
-        full = with_retrieval_columns(full, candidates)
-        modes[-1] = ("full", full)
-        recall = retrieval_recall(candidates, full[full["label"] > 0])
-        for source, values in recall.drop(columns="candidates_per_user").iterrows():
-            for metric, value in values.items():
-                rows.append({"mode": "retrieval", "segment": "all", "model": source,
-                             "metric": metric, "value": float(value)})  # fmt: skip
-        rows.append({"mode": "retrieval", "segment": "all", "model": "merged",
-                     "metric": "candidates_per_user",
-                     "value": float(recall.loc["merged", "candidates_per_user"])})  # fmt: skip
-    for mode, part in modes:
-        scores = {n: train.score(m.model, part, names) for n, m in models.items()}
-        if mode == "full":  # the two stages: retrieval proposes, the ranker orders
-            scores = with_two_stages(candidates, part, scores)
-        table, by_segment = holdout.evaluation_tables(settings, part, scores, times.test_start)
-        for model, metrics in table.iterrows():
-            for metric in REPORT_METRICS:
-                rows.append({"mode": mode, "segment": "all", "model": model, "metric": metric,
-                             "value": float(metrics[metric])})  # fmt: skip
-        for model, metrics in by_segment.iterrows():
-            for metric in ("ndcg@10", "recall@10"):
-                rows.append({"mode": mode, "segment": metrics["segment"], "model": model,
-                             "metric": metric, "value": float(metrics[metric])})  # fmt: skip
-    for model, s in seconds.items():
-        rows.append({"mode": "train", "segment": "all", "model": model, "metric": "train_s",
-                     "value": s})  # fmt: skip
-    info = {"train_rows": len(fit_train), "valid_rows": len(fit_valid),
-            "test_queries": int(test["group_id"].nunique()),
-            "best_iteration": {n: m.best_iteration for n, m in models.items()}}  # fmt: skip
+    fit_train, fit_valid = dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid")
+    candidates_test = dataset.split_rows(frame, "test")
+    full = holdout.holdout_with_features(settings, fs, times, full_catalogue=True)[0]
+    retrieved = retrieve_from(settings.warehouse_path, settings,
+                              sorted(full["user_id"].unique()), times.test_start)  # fmt: skip
+    full = with_retrieval_columns(full, retrieved)
+    with warehouse(settings.warehouse_path, read_only=True) as con:  # seed-free: once
+        base_full = baselines.baseline_scores(con, settings, full, times.test_start)
+        base_cand = baselines.baseline_scores(con, settings, candidates_test, times.test_start)
+    base_cand[RETRIEVAL_FUSION] = candidates_test[FUSED_SCORE].astype(float)
+    rows, seconds, best = [], {m: 0.0 for m in LEARNED}, {m: [] for m in LEARNED}
+    cutoff = times.test_start.date().isoformat()
+    for seed in range(seeds):
+        seeded = settings.updated(seed=seed)
+        models = {}
+        for name, trainer in zip(LEARNED, (train.train_ranker, train.train_lightgbm), strict=True):
+            t0 = time.perf_counter()
+            models[name] = trainer(fit_train, fit_valid, names, seeded)
+            seconds[name] += time.perf_counter() - t0
+            best[name].append(models[name].best_iteration)
+        on_full = {n: train.score(m.model, full, names) for n, m in models.items()}
+        on_full = with_two_stages(retrieved, full, on_full) | base_full
+        table = metrics.report(full, on_full, seed=seed)
+        rows += long_rows(table, mode="full", cutoff=cutoff, seed=seed)
+        on_cand = {n: train.score(m.model, candidates_test, names) for n, m in models.items()}
+        on_cand = {n: only_retrieved(candidates_test, s) for n, s in (on_cand | base_cand).items()}
+        table = metrics.report(candidates_test, on_cand, seed=seed)
+        rows += long_rows(table, mode="candidates", cutoff=cutoff, seed=seed)
+    recall = retrieval_recall(retrieved, full[full["label"] > 0])
+    for source, values in recall.iterrows():
+        for metric, value in values.dropna().items():
+            rows.append({"mode": "retrieval", "cutoff": cutoff, "seed": 0, "model": source,
+                         "metric": metric, "value": float(value),
+                         "groups": float(full["group_id"].nunique())})  # fmt: skip
+    info = {"cutoff": cutoff, "test_queries": int(full["group_id"].nunique()),
+            "train_groups": int(fit_train["group_id"].nunique()),
+            "train_rows": len(fit_train), "valid_groups": int(fit_valid["group_id"].nunique()),
+            "train_s": seconds, "best_iteration": best}  # fmt: skip
     return rows, info
+
+
+def pooled(long: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, every query of every cut-off counted once (means weighted by queries);
+    then mean and sd over seeds, and the sd of the per-cut-off means."""
+    weighted = long.assign(w=long["value"] * long["groups"])
+    keys = ["mode", "model", "metric"]
+    per_seed = weighted.groupby([*keys, "seed"])[["w", "groups"]].sum()
+    per_seed = (per_seed["w"] / per_seed["groups"]).rename("value").reset_index()
+    out = per_seed.groupby(keys)["value"].agg(["mean", "std"]).rename(columns={"std": "sd"})
+    per_cut = long.groupby([*keys, "cutoff"])["value"].mean().groupby(keys).std()
+    return out.assign(sd_cutoffs=per_cut).fillna(0.0).reset_index()
 
 
 def machine() -> str:
@@ -174,110 +169,113 @@ def machine() -> str:
 
 
 def print_table(console: Console, summary: pd.DataFrame, mode: str, title: str) -> None:
-    part = summary[(summary["mode"] == mode) & (summary["segment"] == "all")]
+    part = summary[summary["mode"] == mode]
     table = Table(title=title)
     table.add_column("model")
-    metrics = [m for m in REPORT_METRICS if m in set(part["metric"])]
-    for m in metrics:
+    shown = ("ndcg@10", "map@10", "recall@10", "recall@50", "mrr", "coverage@10", "novelty@10")
+    for m in shown:
         table.add_column(m, justify="right")
-    order = part[part["metric"] == "ndcg@10"].sort_values("mean", ascending=False)["model"]
+    order = part[part["metric"] == HEADLINE_METRIC].sort_values("mean", ascending=False)["model"]
     for model in order:
         cells = part[part["model"] == model].set_index("metric")
         table.add_row(model, *[f"{cells.loc[m, 'mean']:.4f} ± {cells.loc[m, 'sd']:.4f}"
-                               for m in metrics])  # fmt: skip
+                               for m in shown])  # fmt: skip
     console.print(table)
+
+
+def headline(summary: pd.DataFrame) -> dict:
+    """XGBoost two stages against the best non-learned scorer and most popular."""
+    ndcg = summary[(summary["mode"] == "full") & (summary["metric"] == HEADLINE_METRIC)]
+    ndcg = ndcg.set_index("model")["mean"]
+    learned = [m for m in ndcg.index if any(m.startswith(n) for n in LEARNED)]
+    best = ndcg.drop(learned).idxmax()
+    model = ndcg["xgboost_two_stage"]
+    return {"xgboost_two_stage": model, "best_baseline": best, "best_baseline_ndcg": ndcg[best],
+            "vs_best_baseline": model / ndcg[best], "most_popular": ndcg[MOST_POPULAR],
+            "vs_most_popular": model / ndcg[MOST_POPULAR],
+            "lightgbm_two_stage": ndcg["lightgbm_two_stage"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["movielens", "synth"], default="movielens")
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/ml-latest-small"))
-    parser.add_argument("--events", type=int, default=300_000, help="synth only")
+    parser.add_argument("--events", type=Path, default=DEFAULT_EVENTS,
+                        help="Events file or folder (MovieLens folders too).")  # fmt: skip
+    parser.add_argument("--items", type=Path, help="Items file, when separate.")
+    parser.add_argument("--mapping", type=Path, help="Mapping YAML for other layouts.")
+    parser.add_argument("--synth", type=int, help="Generate this many events instead.")
+    parser.add_argument("--cutoffs", type=int, default=12)
+    parser.add_argument("--eval-share", type=float, default=0.35,
+                        help="Share of the events (the latest) the test windows tile.")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--test-share", type=float, default=0.15)
-    parser.add_argument("--valid-share", type=float, default=0.10)
-    parser.add_argument("--train-years", type=int, default=3)
-    parser.add_argument("--n-estimators", type=int, default=400)
-    parser.add_argument("--full-catalogue", action="store_true")
-    parser.add_argument("--negatives", type=str, default="5,5",
-                        help="Training negatives per group: popular,random.")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     args = parser.parse_args(argv)
     quiet_libraries()
-    if args.dataset == "movielens" and not is_movielens(args.data_dir):
-        parser.error(f"{args.data_dir}: no ratings.csv and movies.csv (MovieLens layout)")
+    if not args.synth and not args.events.exists():
+        parser.error(f"{args.events}: no such file or folder (is ../shared beside the project?)")
     home = args.home or Path(tempfile.mkdtemp(prefix="ranking-quality-"))
     console = Console(width=max(Console().width, 160))
+    t0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
-        settings, times = prepare(args, home)
+        base, name = load(args, home)
+        protocol = derive_protocol(base.warehouse_path, args.cutoffs, args.eval_share)
+        settings = build_features(base, protocol)
         prep_s = time.perf_counter() - t0
         rows, infos = [], []
-        for seed in range(args.seeds):
-            seed_rows, info = run_seed(settings, times, seed, args.full_catalogue)
-            rows += [r | {"seed": seed} for r in seed_rows]
+        for cutoff in protocol.cutoffs:
+            cut_rows, info = run_cutoff(settings, protocol.times(cutoff), args.seeds)
+            rows += cut_rows
             infos.append(info)
+            console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
+                          f"{info['train_groups']} training groups")  # fmt: skip
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
-    long = pd.DataFrame(rows)
-    summary = (
-        long.groupby(["mode", "segment", "model", "metric"])["value"]
-        .agg(["mean", "std"])
-        .rename(columns={"std": "sd"})
-        .fillna(0.0)
-        .reset_index()
-    )
+    total_s = time.perf_counter() - t0
+    summary = pooled(pd.DataFrame(rows))
+    described = protocol.describe()
+    test_users = sum(i["test_queries"] for i in infos)
     console.print(
-        f"{args.dataset}: cut-off {times.test_start:%Y-%m-%d}, validation from "
-        f"{times.valid_start:%Y-%m-%d}, training from {times.start:%Y-%m-%d}; "
-        f"{infos[0]['test_queries']} test queries, {infos[0]['train_rows']:,} training rows; "
-        f"{args.seeds} seeds; preparation {prep_s:.1f} s"
+        f"{name}: {len(protocol.cutoffs)} cut-offs from {protocol.cutoffs[0]:%Y-%m-%d} to "
+        f"{protocol.cutoffs[-1]:%Y-%m-%d}, test windows of {described['test_window_days']:g} "
+        f"days, validation {described['valid_days']:g} days, training up to "
+        f"{described['train_days']:g} days; {test_users} test queries (a returning user at a "
+        f"cut-off); {args.seeds} seeds; snapshots every {described['snapshot_every_days']:g} "
+        f"days; preparation {prep_s:.0f} s, total {total_s:.0f} s"
     )
-    print_table(console, summary, "sampled", "Sampled candidates (positives + popular + random)")
-    if args.full_catalogue:
-        print_table(console, summary, "full", "Full catalogue")
-        retrieval = summary[summary["mode"] == "retrieval"].pivot(
-            index="model", columns="metric", values="mean"
-        )
-        order = [f"recall@{k}" for k in RECALL_AT] + ["candidates_per_user"]
-        retrieval = retrieval[[c for c in order if c in retrieval.columns]]
-        console.print("Retrieval recall on the same holdout (share of the users' next relevant "
-                      "items among the candidates):")  # fmt: skip
-        console.print(retrieval.round(4).to_string())
-    seg = summary[(summary["mode"] == "sampled") & (summary["segment"] != "all")
-                  & (summary["metric"] == "ndcg@10")]  # fmt: skip
-    console.print("NDCG@10 by user segment (sampled):")
-    console.print(seg.pivot(index="model", columns="segment", values="mean").round(4).to_string())
-    train_s = summary[summary["metric"] == "train_s"].set_index("model")
-    console.print("Training seconds (mean): " + ", ".join(
-        f"{m} {r['mean']:.1f}" for m, r in train_s.iterrows()))  # fmt: skip
-    ndcg = summary[(summary["mode"] == "sampled") & (summary["segment"] == "all")
-                   & (summary["metric"] == "ndcg@10")].set_index("model")["mean"]  # fmt: skip
-    best_baseline = ndcg.drop(["xgboost", "lightgbm"]).idxmax()
+    print_table(console, summary, "full", "Full catalogue (headline), pooled over cut-offs")
+    print_table(console, summary, "candidates", "Retrieved candidates (the gate's holdout)")
+    recall = summary[summary["mode"] == "retrieval"].pivot(index="model", columns="metric",
+                                                            values="mean")  # fmt: skip
+    order = [f"recall@{k}" for k in RECALL_AT] + ["candidates_per_user"]
+    console.print("Retrieval recall (share of the users' next relevant items proposed):")
+    console.print(recall[[c for c in order if c in recall.columns]].round(4).to_string())
+    head = headline(summary)
     console.print(
-        f"XGBoost NDCG@10 {ndcg['xgboost']:.4f} = {ndcg['xgboost'] / ndcg['most_popular']:.2f} x "
-        f"most-popular (target >= 1.25); best baseline {best_baseline} "
-        f"{ndcg[best_baseline]:.4f}; LightGBM {ndcg['lightgbm']:.4f}"
+        f"XGBoost two stages NDCG@10 {head['xgboost_two_stage']:.4f} = "
+        f"{head['vs_best_baseline']:.2f} x the best non-learned scorer "
+        f"({head['best_baseline']} {head['best_baseline_ndcg']:.4f}; target >= 1.25) and "
+        f"{head['vs_most_popular']:.2f} x most popular ({head['most_popular']:.4f}; target >= "
+        f"2); LightGBM two stages {head['lightgbm_two_stage']:.4f}"
     )
-    console.print(f"machine: {machine()}; best iterations {[i['best_iteration'] for i in infos]}")
+    train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in LEARNED}
+    console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine()}")
     if args.json:
-        overall = summary[summary["segment"] == "all"]
 
-        def records(part: pd.DataFrame) -> list[dict]:
-            return [{"model": r.model, "metric": r.metric, "mean": r.mean, "sd": r.sd}
-                    for r in part.itertuples()]  # fmt: skip
+        def records(mode: str) -> list[dict]:
+            part = summary[summary["mode"] == mode]
+            return [{"model": r.model, "metric": r.metric, "mean": r.mean, "sd": r.sd,
+                     "sd_cutoffs": r.sd_cutoffs} for r in part.itertuples()]  # fmt: skip
 
-        results = records(overall[overall["mode"].isin(["sampled", "train"])])
-        full = records(overall[overall["mode"] == "full"])
-        retrieval_rows = records(overall[overall["mode"] == "retrieval"])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "dataset": args.dataset, "seeds": args.seeds, "machine": machine(),
-            "cutoff": times.test_start.isoformat(), "results": results,
-            "full_catalogue_results": full, "retrieval_results": retrieval_rows, "runs": infos,
-        }, indent=2))  # fmt: skip
+            "dataset": name, "machine": machine(), "seeds": args.seeds,
+            "test_users": test_users, "protocol": described | {"eval_share": args.eval_share,
+                                                                "catalogue": "full"},
+            "results": records("full"), "candidates_results": records("candidates"),
+            "retrieval_results": records("retrieval"), "headline": head, "cutoffs": infos,
+            "seconds": {"total": total_s, "preparation": prep_s},
+        }, indent=2, default=str))  # fmt: skip
     return 0
 
 

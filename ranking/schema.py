@@ -75,7 +75,7 @@ RETRIEVAL_FUSION = "retrieval_fusion"
 HEADLINE_METRIC = "ndcg@10"
 #: Metrics of every evaluation table, in column order.
 REPORT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@20", "map@10", "recall@10", "recall@50", "mrr",
-                  "coverage@10")  # fmt: skip
+                  "coverage@10", "novelty@10")  # fmt: skip
 
 
 def test_metric(metric: str) -> str:

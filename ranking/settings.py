@@ -113,8 +113,8 @@ class TrainingSettings(_Section):
     candidates: Literal["retrieval", "sampled"] = Field(
         default="retrieval",
         description="Query groups: 'retrieval' (a user at each snapshot, the retrieved "
-        "candidates labelled by what the user did until the next) or 'sampled' (the items "
-        "met in a session or day plus sampled negatives).",
+        "candidates labelled by what the user did over the label horizon) or 'sampled' (the "
+        "items met in a session or day plus sampled negatives).",
     )
     candidates_per_group: int = Field(
         default=150, description="Retrieved candidates kept per training group (best fused)."
@@ -135,6 +135,10 @@ class TrainingSettings(_Section):
     min_child_weight: float = Field(
         default=10.0, description="XGBoost minimum hessian per leaf (larger: smoother trees)."
     )
+    monotone_retrieval: bool = Field(
+        default=True,
+        description="Constrain the ranker to be monotone in the retrieval scores and ranks.",
+    )
     early_stopping_rounds: int = Field(
         default=30, description="Rounds without validation NDCG@10 gain before stopping."
     )
@@ -145,10 +149,10 @@ class EvaluationSettings(_Section):
     """The test holdout's candidates and the user segments of the reports."""
 
     negatives_popular: int = Field(
-        default=5, description="Popular negatives per test query (evaluation candidates)."
+        default=5, description="Popular negatives per test query (sampled candidates only)."
     )
     negatives_random: int = Field(
-        default=5, description="Random negatives per test query (evaluation candidates)."
+        default=5, description="Random negatives per test query (sampled candidates only)."
     )
     segment_light_min: int = Field(
         default=10, description="Events before the cut-off from which a user is 'light', not 'new'."

@@ -102,16 +102,40 @@ def catalogue_coverage(
     return float(top["item_id"].nunique() / size) if size else 0.0
 
 
+def novelty(test: pd.DataFrame, score: pd.Series, popularity: pd.Series, k: int = 10) -> float:
+    """Mean self-information ``-log2 p(item)`` of the items in each query's top ``k``, with
+    ``p`` an item's share of past positive interactions (add-one smoothed over the items of
+    ``test``): higher means the lists reach further from the head of the catalogue."""
+    pop = popularity.reindex(test.index).fillna(0).clip(lower=0).to_numpy(dtype=float)
+    frame = test[["group_id", "item_id"]].assign(s=score.reindex(test.index).fillna(-np.inf),
+                                                 pop=pop)  # fmt: skip
+    per_item = frame.drop_duplicates("item_id")["pop"]
+    total = per_item.sum() + len(per_item)
+    top = frame.sort_values(["group_id", "s"], ascending=[True, False]).groupby("group_id").head(k)
+    top = top[np.isfinite(top["s"])]
+    return float((-np.log2((top["pop"] + 1.0) / total)).mean()) if len(top) else float("nan")
+
+
+#: The past-popularity feature novelty is measured with.
+NOVELTY_POPULARITY = "item_popularity_all"
+
+
 def report(
     test: pd.DataFrame,
     scores: dict[str, pd.Series],
     seed: int = 0,
     catalogue_size: int | None = None,
 ) -> pd.DataFrame:
-    """The standard table: one row per scorer, :data:`REPORT_METRICS` plus ``groups``."""
+    """The standard table: one row per scorer, :data:`REPORT_METRICS` plus ``groups``
+    (novelty is NaN where ``test`` lacks :data:`NOVELTY_POPULARITY`)."""
     table = compare(test, scores, ks=(5, 10, 20, 50), seed=seed)
     table["coverage@10"] = [
         catalogue_coverage(test, scores[name], 10, catalogue_size) for name in table.index
+    ]
+    popularity = test.get(NOVELTY_POPULARITY)
+    table["novelty@10"] = [
+        np.nan if popularity is None else novelty(test, scores[name], popularity)
+        for name in table.index
     ]
     return table[["groups", *REPORT_METRICS]]
 

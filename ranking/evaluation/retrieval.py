@@ -65,7 +65,8 @@ def with_two_stages(
     candidates: pd.DataFrame, frame: pd.DataFrame, scores: dict[str, pd.Series]
 ) -> dict[str, pd.Series]:
     """``scores`` plus, for each, its two-stage version (``<name>_two_stage``: only the
-    retrieved rows, in the scorer's order) and the fusion order of retrieval alone."""
+    retrieved rows, in the scorer's order), the fusion order of retrieval alone, and each
+    source alone (``<source>_alone``: its own items in its own order, nothing else)."""
     if "retrieval_score" in frame.columns:  # the frame already carries retrieval's columns
         fused = frame["retrieval_score"]
     else:
@@ -74,4 +75,15 @@ def with_two_stages(
     out = dict(scores)
     out |= {f"{n}_two_stage": restricted_to(candidates, frame, s) for n, s in scores.items()}
     out[FUSION] = pd.Series(fused.fillna(0.0).to_numpy(), index=frame.index)
+    for source in SOURCE_NAMES:  # each source alone, in its own order
+        if candidates[rank_column(source)].notna().any():
+            own = frame[["user_id", "item_id"]].merge(
+                candidates[["user_id", "item_id", rank_column(source)]], how="left",
+                on=["user_id", "item_id"])[rank_column(source)]  # fmt: skip
+            out[alone(source)] = pd.Series(-own.to_numpy(dtype=float), index=frame.index)
     return out
+
+
+def alone(source: str) -> str:
+    """The scorer name of one source used on its own: ``covisit_alone``."""
+    return f"{source}_alone"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.settings import Settings
 
 
@@ -22,9 +23,19 @@ class TrainedRanker:
     params: dict
 
 
-def ranker_params(settings: Settings) -> dict:
+def monotone_constraints(features: list[str]) -> list[int]:
+    """+1 for a retrieval score (and the number of sources), -1 for a retrieval rank, 0 for
+    every other feature: a source that likes an item more never lowers it, all else equal.
+    On small logs this keeps the ranker from unlearning retrieval's order (on the tiny e2e
+    log NDCG@10 0.18 -> 0.20; on MovieLens 0.155 -> 0.170; on 300k generated events 0.127
+    -> 0.122, seeds 0-2)."""
+    retrieval = set(RETRIEVAL_FEATURES)
+    return [(-1 if f.endswith("_rank") else 1) if f in retrieval else 0 for f in features]
+
+
+def ranker_params(settings: Settings, features: list[str] | None = None) -> dict:
     """XGBRanker parameters from settings (logged to MLflow as they are)."""
-    return {
+    params = {
         "objective": "rank:ndcg",
         "eval_metric": "ndcg@10",
         "lambdarank_pair_method": "topk",
@@ -41,6 +52,11 @@ def ranker_params(settings: Settings) -> dict:
         "random_state": settings.seed,
         "n_jobs": 0,
     }
+    if features and settings.training.monotone_retrieval:
+        params["monotone_constraints"] = (
+            "(" + ",".join(map(str, monotone_constraints(features))) + ")"
+        )
+    return params
 
 
 def _xy(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -59,7 +75,7 @@ def train_ranker(
     train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
 ) -> TrainedRanker:
     """Fit on ``train``, stop early on ``valid`` NDCG@10."""
-    params = ranker_params(settings)
+    params = ranker_params(settings, features)
     model = xgb.XGBRanker(**params)
     (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
     model.fit(x, y, qid=qid, eval_set=[(xv, yv)], eval_qid=[qv], verbose=False)
@@ -83,9 +99,9 @@ def feature_importance(model: xgb.XGBRanker, features: list[str]) -> pd.Series:
     return pd.Series({f: gain.get(f, 0.0) for f in features}).sort_values(ascending=False)
 
 
-def lightgbm_params(settings: Settings) -> dict:
+def lightgbm_params(settings: Settings, features: list[str] | None = None) -> dict:
     """LGBMRanker parameters comparable to the XGBoost ones (same budget and depth)."""
-    return {
+    params = {
         "objective": "lambdarank",
         "metric": "ndcg",
         "n_estimators": settings.training.n_estimators,
@@ -100,6 +116,9 @@ def lightgbm_params(settings: Settings) -> dict:
         "n_jobs": 0,
         "verbose": -1,
     }
+    if features and settings.training.monotone_retrieval:
+        params["monotone_constraints"] = monotone_constraints(features)
+    return params
 
 
 def _group_sizes(qid: pd.Series) -> np.ndarray:
@@ -110,7 +129,7 @@ def train_lightgbm(
     train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
 ) -> TrainedRanker:
     """The peer model: LightGBM ``lambdarank`` on the same rows, features and stopping rule."""
-    params = lightgbm_params(settings)
+    params = lightgbm_params(settings, features)
     model = lgb.LGBMRanker(**params)
     (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
     model.fit(

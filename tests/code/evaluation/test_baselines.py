@@ -240,6 +240,7 @@ def test_map_and_recall_match_a_plain_loop(seed: int) -> None:
 def test_report_has_every_metric_per_scorer() -> None:
     frame = _random_groups(4)
     frame["item_id"] = "i" + (np.arange(len(frame)) % 40).astype(str)
+    frame["item_popularity_all"] = (np.arange(len(frame)) % 40) * 3.0  # per item, as Feast's
     rng = np.random.default_rng(0)
     scores = {
         "model": frame["score"],
@@ -250,7 +251,8 @@ def test_report_has_every_metric_per_scorer() -> None:
     assert list(table.columns) == ["groups", *evaluate.REPORT_METRICS]
     assert list(table.index) == ["model", "oracle", "random"]
     assert table.notna().all().all()
-    assert (table.drop(columns="groups") <= 1.0 + 1e-12).all().all()
+    assert (table.drop(columns=["groups", "novelty@10"]) <= 1.0 + 1e-12).all().all()
+    assert (table["novelty@10"] > 0).all()  # bits of self-information
     assert table.loc["oracle", "ndcg@10"] == pytest.approx(1.0)
     assert table.loc["oracle", "ndcg@10"] > table.loc["random", "ndcg@10"]
     direct = evaluate.ranking_metrics(frame, "score", ks=(10,))
@@ -259,3 +261,21 @@ def test_report_has_every_metric_per_scorer() -> None:
     assert table.loc["model", "coverage@10"] == pytest.approx(
         evaluate.catalogue_coverage(frame, scores["model"], 10, catalogue_size=40)
     )
+
+
+def test_novelty_is_higher_for_lists_of_rarer_items() -> None:
+    """Self-information of the recommended items: a list of the least popular items is
+    more novel than a list of the most popular ones; a frame without popularity gives NaN."""
+    frame = _random_groups(4)
+    frame["item_id"] = "i" + (np.arange(len(frame)) % 40).astype(str)
+    popularity = pd.Series((np.arange(len(frame)) % 40) * 3.0, index=frame.index)
+    head, tail = popularity, -popularity
+    rare, common = (
+        evaluate.novelty(frame, tail, popularity),
+        evaluate.novelty(frame, head, popularity),
+    )
+    assert rare > common > 0
+    total = popularity.groupby(frame["item_id"]).first().sum() + 40
+    assert rare <= -np.log2(1.0 / total) + 1e-12  # no item has less than the smoothing
+    table = evaluate.report(frame, {"head": head})  # no item_popularity_all column
+    assert np.isnan(table.loc["head", "novelty@10"])
