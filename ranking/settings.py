@@ -98,6 +98,21 @@ class RetrievalSettings(_Section):
         description="Event types after which an item may be offered again (re-purchase, "
         "re-listening); items met with any other positive type are never re-proposed.",
     )
+    embedding_budget: int = Field(
+        default=100, description="Nearest items by collaborative-filtering embeddings (ALS)."
+    )
+    embedding_factors: int = Field(default=32, description="ALS embedding dimensions.")
+    embedding_iterations: int = Field(default=10, description="ALS iterations.")
+    embedding_regularization: float = Field(default=1.0, description="ALS L2 regularisation.")
+    embedding_alpha: float = Field(
+        default=20.0, description="ALS confidence per recency-weighted relevant event."
+    )
+    embedding_ann_above: int = Field(
+        default=200_000, description="Catalogues larger than this are searched by HNSW."
+    )
+    embedding_refresh_days: float = Field(
+        default=7.0, description="The ALS model is refitted on this grid (point in time)."
+    )
     window_days: float = Field(
         default=28.0, description="Popularity, trending and categories look this far back."
     )

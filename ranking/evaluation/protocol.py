@@ -82,13 +82,18 @@ def cadence_for(span: timedelta) -> timedelta:
 
 def derived_sections(span: timedelta, cadence: timedelta) -> dict:
     """Settings sections that follow the span: retrieval looks back a twentieth of it
-    (28 to 365 days) with a quarter of that as half-life; decayed features halve over a
-    twelfth of the look-back (at least 7 days)."""
+    (28 to 365 days) with a quarter of that as half-life; decayed features halve, and the
+    embeddings are refitted, over a twelfth of the look-back (at least 7 days)."""
     low, high = RETRIEVAL_WINDOW_DAYS
     window = min(max(span.total_seconds() / 86400 / 20, low), high)
     return {
         "features": {"snapshot_every": cadence, "decay_half_life_days": max(7.0, window / 12)},
-        "retrieval": {"window_days": window, "half_life_days": window / 4, "fresh_days": window},
+        "retrieval": {
+            "window_days": window,
+            "half_life_days": window / 4,
+            "fresh_days": window,
+            "embedding_refresh_days": max(7.0, window / 12),
+        },
     }
 
 

@@ -5,6 +5,8 @@ measure where recall is lost).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 
@@ -69,12 +71,54 @@ def merge_sources(per_source: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out[columns].reset_index(drop=True)
 
 
+#: Rows of retrieved candidates the process keeps for reuse (see :func:`retrieve`).
+REUSE_ROWS = 3_000_000
+_reused: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_reused_lock = threading.Lock()
+
+
+def _reuse_key(con: duckdb.DuckDBPyConnection, settings: Settings, users: list, at) -> tuple:
+    """What a retrieval at ``at`` depends on: the database, what it held before ``at``, the
+    users and the settings that shape the sources and the labels' rule."""
+    database = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchall()
+    before = con.execute(
+        """
+        SELECT count(*), max(event_timestamp),
+               (SELECT (count(*), sum(hash(item_id, available, primary_category, created_at)))
+                FROM items)
+        FROM events WHERE event_timestamp < ?::TIMESTAMP
+        """,
+        [at],
+    ).fetchall()[0]
+    return (tuple(sorted(str(p) for (p,) in database)), at, before, tuple(users), settings.seed,
+            settings.retrieval.model_dump_json(), settings.events.model_dump_json())  # fmt: skip
+
+
 def retrieve(
-    con: duckdb.DuckDBPyConnection, settings: Settings, user_ids: list[str], at: datetime
-) -> pd.DataFrame:
-    """Every source's candidates for ``user_ids`` at ``at`` (naive UTC), merged."""
-    prepare(con, settings, user_ids, at)
-    return merge_sources({s.name: source_candidates(con, settings, s) for s in SOURCES})
+    con: duckdb.DuckDBPyConnection, settings: Settings, user_ids: list[str], at: datetime,
+    reuse: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """Every source's candidates for ``user_ids`` at ``at`` (naive UTC), merged.
+
+    With ``reuse``, a result already computed in this process for the same users, time,
+    settings and data is returned again (a copy): the training groups of overlapping
+    windows (rolling cut-offs, monitoring after training) share their retrievals. The
+    prepared relations (``r_*``) are then not rebuilt on ``con``."""
+    users = list(dict.fromkeys(user_ids))
+    key = _reuse_key(con, settings, users, at) if reuse else None
+    if key is not None:
+        with _reused_lock:
+            if key in _reused:
+                _reused.move_to_end(key)
+                return _reused[key].copy()
+    prepare(con, settings, users, at)
+    merged = merge_sources({s.name: source_candidates(con, settings, s) for s in SOURCES})
+    if key is not None:
+        with _reused_lock:
+            _reused[key] = merged.copy()
+            while sum(len(f) for f in _reused.values()) > REUSE_ROWS and len(_reused) > 1:
+                _reused.popitem(last=False)
+    return merged
 
 
 def retrieve_from(

@@ -27,6 +27,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from ranking.retrieval.embeddings import embedding_candidates
 from ranking.schema import RATING, UNKNOWN_CATEGORY, sql_list
 from ranking.settings import RetrievalSettings, Settings
 from ranking.warehouse import positive_sql
@@ -34,11 +35,13 @@ from ranking.warehouse import positive_sql
 
 @dataclass(frozen=True)
 class Source:
-    """One candidate source: its name, its budget in the settings, and its query."""
+    """One candidate source: its name, its budget in the settings, and its query: SQL over
+    the prepared relations, or (``compute``) a function returning the same columns."""
 
     name: str
     budget: Callable[[RetrievalSettings], int]
-    sql: Callable[[RetrievalSettings], str]
+    sql: Callable[[RetrievalSettings], str] | None = None
+    compute: Callable[[duckdb.DuckDBPyConnection, Settings], pd.DataFrame] | None = None
 
 
 def _covisit_sql(r: RetrievalSettings) -> str:
@@ -148,6 +151,7 @@ SOURCES: tuple[Source, ...] = (
     Source("fresh", lambda r: r.fresh_budget, _fresh_sql),
     Source("trending", lambda r: r.trending_budget, _trending_sql),
     Source("repeat", lambda r: r.repeat_budget, _repeat_sql),
+    Source("embedding", lambda r: r.embedding_budget, compute=embedding_candidates),
 )
 SOURCE_NAMES = tuple(s.name for s in SOURCES)
 #: The one source allowed to propose what the user already consumed.
@@ -209,13 +213,18 @@ def source_candidates(
     if budget <= 0 or (source.name == REPEAT and not settings.retrieval.repeat_event_types):
         return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
     unseen = "" if source.name == REPEAT else "ANTI JOIN r_seen s USING (user_id, item_id)"
+    if source.compute is not None:
+        computed = source.compute(con, settings)
+        con.register("r_computed", computed.astype({"user_id": str, "item_id": str}))
+        query = "SELECT user_id, item_id, score FROM r_computed"
+    else:
+        query = source.sql(settings.retrieval)
     # Scores are rounded to float32 (what the ranker sees) before ranking: DuckDB's parallel
     # sums differ in the last bits from run to run, and a rerun must rank identically.
-    return con.execute(
+    found = con.execute(
         f"""
         WITH proposed AS (
-            SELECT user_id, item_id, score::FLOAT::DOUBLE AS score
-            FROM ({source.sql(settings.retrieval)})
+            SELECT user_id, item_id, score::FLOAT::DOUBLE AS score FROM ({query})
         )
         SELECT p.user_id, p.item_id, p.score,
                row_number() OVER (PARTITION BY p.user_id ORDER BY p.score DESC, p.item_id)
@@ -227,3 +236,6 @@ def source_candidates(
         ORDER BY p.user_id, rank
         """
     ).df()
+    if source.compute is not None:
+        con.unregister("r_computed")
+    return found

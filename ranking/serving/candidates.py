@@ -23,8 +23,14 @@ POPULARITY_WINDOW = timedelta(days=7)
 CANDIDATE_COLUMNS = ["item_id", "category", "sources", "fallback_score", *RETRIEVAL_FEATURES]
 
 
-def _categories(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    return con.execute("SELECT item_id, category FROM r_catalogue").df()
+def _categories(con: duckdb.DuckDBPyConnection, item_ids) -> pd.DataFrame:
+    return con.execute(
+        f"""
+        SELECT c.item_id, coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category
+        FROM (SELECT unnest(?::VARCHAR[]) AS item_id) c LEFT JOIN items i USING (item_id)
+        """,
+        [list(item_ids)],
+    ).df()
 
 
 def retrieved_for_user(
@@ -36,7 +42,7 @@ def retrieved_for_user(
     events) the user has not consumed (the repeat source aside), from events strictly
     before ``now``."""
     found = retrieve(con, settings, [user_id], now).head(pool)
-    found = found.merge(_categories(con), on="item_id", how="left")
+    found = found.merge(_categories(con, found["item_id"]), on="item_id", how="left")
     found["category"] = found["category"].fillna(UNKNOWN_CATEGORY)
     found["fallback_score"] = found[FUSED_SCORE].astype(float)
     return found[CANDIDATE_COLUMNS].reset_index(drop=True)

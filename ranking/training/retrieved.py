@@ -60,7 +60,7 @@ def retrieved_candidates(
 ) -> pd.DataFrame:  # fmt: skip
     """Retrieval at ``at`` for ``user_ids``: the best ``keep`` per user by fused score
     (all with None)."""
-    found = retrieve(con, settings, user_ids, at)
+    found = retrieve(con, settings, user_ids, at, reuse=True)
     if keep is None:
         return found
     return found[found.groupby("user_id", sort=False).cumcount() < keep]

@@ -87,6 +87,7 @@ def test_derived_sections_follow_the_span(
             "window_days": pytest.approx(window),
             "half_life_days": pytest.approx(window / 4),
             "fresh_days": pytest.approx(window),
+            "embedding_refresh_days": pytest.approx(decay),  # refitted as features decay
         },
     }
     # A real Settings takes them, validated (get_settings rebuilds the same way), and keeps
@@ -97,6 +98,7 @@ def test_derived_sections_follow_the_span(
     assert updated.retrieval.window_days == pytest.approx(window)
     assert updated.retrieval.half_life_days == pytest.approx(window / 4)
     assert updated.retrieval.fresh_days == pytest.approx(window)
+    assert updated.retrieval.embedding_refresh_days == pytest.approx(decay)
     assert updated.retrieval.covisit_budget == settings.retrieval.covisit_budget
     assert updated.features.owner == settings.features.owner
     assert updated.training.valid_days == 5  # the fixture's

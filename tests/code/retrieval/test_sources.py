@@ -129,7 +129,8 @@ def test_trending_needs_recent_growth(shop: Settings) -> None:
 
 def test_repeat_only_where_the_domain_reconsumes(shop: Settings) -> None:
     assert _source(shop, "repeat").empty  # no repeat event types configured
-    repurchase = shop.updated(retrieval={"repeat_event_types": ["purchase"]})
+    # Embeddings off: u9's re-purchasable i4 is its nearest item too (not consumed any more).
+    repurchase = shop.updated(retrieval={"repeat_event_types": ["purchase"], "embedding_budget": 0})
     assert _items(_source(repurchase, "repeat")) == ["i4"]
     with warehouse(shop.warehouse_path, read_only=True) as con:
         merged = retrieve(con, repurchase, ["u9"], AT).set_index("item_id")
@@ -143,9 +144,25 @@ def test_a_budget_caps_each_source(shop: Settings) -> None:
 
 
 def test_merge_keeps_each_item_once_with_its_sources(shop: Settings) -> None:
+    # Every source on, the embedding one included: each item once, naming exactly the
+    # sources that proposed it, with the rank each gave it.
     with warehouse(shop.warehouse_path, read_only=True) as con:
         merged = retrieve(con, shop, ["u9", "u1"], AT)
+        per_source = {s.name: source_candidates(con, shop, s) for s in SOURCES}
     assert not merged.duplicated(["user_id", "item_id"]).any()
+    keyed = merged.set_index(["user_id", "item_id"])
+    named = keyed["sources"].str.split(",").map(set)
+    proposed = pd.concat([f.assign(source=name) for name, f in per_source.items() if len(f)])
+    expected = proposed.groupby(["user_id", "item_id"])["source"].agg(set)
+    assert named.sort_index().to_dict() == expected.sort_index().to_dict()
+    for name, found in per_source.items():
+        ranks = found.set_index(["user_id", "item_id"])["rank"].astype(float).sort_index()
+        assert keyed[rank_column(name)].dropna().sort_index().to_dict() == ranks.to_dict()
+    # The embedding source proposes items other sources propose too: merged, not repeated.
+    assert any("embedding" in sources and len(sources) > 1 for sources in named)
+    # The other sources' exact output: the embedding source off (it proposes i2 to u9 too).
+    with warehouse(shop.warehouse_path, read_only=True) as con:
+        merged = retrieve(con, shop.updated(retrieval={"embedding_budget": 0}), ["u9", "u1"], AT)
     u9 = merged[merged["user_id"] == "u9"].set_index("item_id")
     assert set(u9.index) == {"i2", "i3", "i5", "i6", "i8"}
     assert set(u9.loc["i2", "sources"].split(",")) == {"covisit", "category", "popular"}

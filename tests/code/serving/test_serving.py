@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ranking.ingest.contract import ingest
+from ranking.retrieval.embeddings import embeddings_at
 from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, SOURCE_COUNT
 from ranking.schema import IMPRESSION
 from ranking.serving.candidates import CANDIDATE_COLUMNS, given_candidates, retrieved_for_user
@@ -104,6 +105,8 @@ NEWCOMER = {
     "i5": ("popular", 1 / 65),
 }
 NEWCOMER_ORDER = list(NEWCOMER)
+#: What consumes an item (every positive type, every rating whatever its value), up to NOW.
+CONSUMING, NOW_ISO = {"click", "play", "add_to_cart", "purchase", "rating"}, NOW.isoformat()
 # Consumed (never proposed again: every positive type and every rating, whatever its value):
 #   ua bought i2. Its favourite category a offers i1; i3 is co-visited with i2 (ub met both
 #   within an hour); popular without i2: i1, i4, i3, i5, i9.
@@ -213,12 +216,25 @@ def test_retrieved_candidates_are_available_and_known_items_each_once(shop) -> N
 
 def test_retrieved_candidates_never_propose_what_the_user_consumed(shop) -> None:
     """A purchase consumes; so does an add-to-cart (a positive type, not a repeat one) and a
-    rating, even a bad one; a view does not."""
-    ua, ub = _retrieved(shop, "ua"), _retrieved(shop, "ub")
+    rating, even a bad one; a view does not. That holds for every source, the embedding one
+    included: the model (fitted at 02-26, so it knows u1 to u5) puts u5's own i4 first."""
+    lines = [ln.split(",") for ln in EVENTS.splitlines()[1:]]
+    for user in ("ua", "ub", "uc", "u1", "u2", "u3", "u4", "u5"):
+        consumed = {i for u, i, t, ts, _ in lines if u == user and t in CONSUMING and ts < NOW_ISO}
+        assert not consumed & set(_items(_retrieved(shop, user))), user
+    assert "i2" in _items(_retrieved(shop, "uc"))  # only viewed: not consumed
+    with warehouse(shop.warehouse_path, read_only=True) as con:
+        nearest = embeddings_at(con, shop, NOW).nearest(["u5"], 10)
+    assert list(nearest["item_id"])[0] == "i4"  # what the embedding source would propose
+    u5 = _retrieved(shop, "u5").set_index("item_id")
+    assert u5["retrieval_embedding_rank"].notna().any()  # it does propose other items to u5
+    # The other sources' exact lists: the embedding source off (its proposals reorder them).
+    exact = shop.updated(retrieval={"embedding_budget": 0})
+    ua, ub = _retrieved(exact, "ua"), _retrieved(exact, "ub")
     assert _items(ua) == UA_ORDER  # i2 bought
     assert _items(ub) == UB_ORDER  # i2 in the cart, i3 clicked
-    assert _items(_retrieved(shop, "u5")) == U5_ORDER  # i3 rated 1, i4 clicked
-    assert _items(_retrieved(shop, "uc")) == NEWCOMER_ORDER  # i2 only viewed: first
+    assert _items(_retrieved(exact, "u5")) == U5_ORDER  # i3 rated 1, i4 clicked
+    assert _items(_retrieved(exact, "uc")) == NEWCOMER_ORDER  # i2 only viewed: first
     # What the user met brings in the personal sources.
     assert dict(zip(ua["item_id"], ua["sources"], strict=True))["i1"] == "category,popular"
     assert dict(zip(ua["item_id"], ua["sources"], strict=True))["i3"] == "covisit,popular"
