@@ -138,7 +138,7 @@ class TrainingSettings(_Section):
         default=7.0, description="Retrieval training groups are labelled this far ahead."
     )
     users_per_query_time: int = Field(
-        default=200, description="Users sampled per query time for retrieval training groups."
+        default=100, description="Users sampled per query time for retrieval training groups."
     )
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
