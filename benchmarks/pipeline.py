@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from machine_info import machine, machine_line  # beside this script
 from rich.console import Console
 from rich.table import Table
 
@@ -80,23 +80,6 @@ class StageResult:
     rows: int
     rows_per_s: float
     peak_rss_mb: float
-
-
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (FileNotFoundError, StopIteration):
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_gb, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
@@ -221,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r.peak_rss_mb:,.0f}")  # fmt: skip
     table.add_row("total", f"{total:.1f}", "", "", f"{peak_mb:,.0f}")
     console.print(table)
-    console.print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
-                  f"Python {info['python']}")  # fmt: skip
+    console.print(f"machine: {machine_line()}")
     checks = {
         "ingest + features <= 30 s": (ingest_features, ingest_features <= 30),
         "whole pipeline <= 180 s": (total, total <= 180),

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -39,6 +37,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine_info import machine_line  # noqa: E402  (beside this script)
 
 from cli.common import quiet_libraries  # noqa: E402
 from ranking import home as ranking_home  # noqa: E402
@@ -108,8 +108,9 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
     fit_train, fit_valid = dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid")
     candidates_test = dataset.split_rows(frame, "test")
     full = holdout.holdout_with_features(settings, fs, times, full_catalogue=True)[0]
-    retrieved = retrieve_from(settings.warehouse_path, settings,
-                              sorted(full["user_id"].unique()), times.test_start)  # fmt: skip
+    users = sorted(full["user_id"].unique())  # the holdout's retrieval, reused
+    retrieved = retrieve_from(settings.warehouse_path, settings, users, times.test_start,
+                              reuse=True)  # fmt: skip
     full = with_retrieval_columns(full, retrieved)
     with warehouse(settings.warehouse_path, read_only=True) as con:  # seed-free: once
         base_full = baselines.baseline_scores(con, settings, full, times.test_start)
@@ -156,16 +157,6 @@ def pooled(long: pd.DataFrame) -> pd.DataFrame:
     out = per_seed.groupby(keys)["value"].agg(["mean", "std"]).rename(columns={"std": "sd"})
     per_cut = long.groupby([*keys, "cutoff"])["value"].mean().groupby(keys).std()
     return out.assign(sd_cutoffs=per_cut).fillna(0.0).reset_index()
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (FileNotFoundError, StopIteration):
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
 
 
 def print_table(console: Console, summary: pd.DataFrame, mode: str, title: str) -> None:
@@ -259,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         f"2); LightGBM two stages {head['lightgbm_two_stage']:.4f}"
     )
     train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in LEARNED}
-    console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine()}")
+    console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine_line()}")
     if args.json:
 
         def records(mode: str) -> list[dict]:
@@ -269,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "dataset": name, "machine": machine(), "seeds": args.seeds,
+            "dataset": name, "machine": machine_line(), "seeds": args.seeds,
             "test_users": test_users, "protocol": described | {"eval_share": args.eval_share,
                                                                 "catalogue": "full"},
             "results": records("full"), "candidates_results": records("candidates"),

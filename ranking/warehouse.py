@@ -105,3 +105,20 @@ def positive_sql(settings: Settings, alias: str = "e") -> str:
         f"({alias}.event_type IN ({kinds}) OR ({alias}.event_type = 'rating' AND "
         f"floor(coalesce({alias}.value, 0)) - {float(settings.events.rating_label_offset)} > 0))"
     )
+
+
+def data_before_key(con: duckdb.DuckDBPyConnection, before: datetime) -> tuple:
+    """What a point-in-time computation at ``before`` depends on, for in-process caches:
+    the database files behind ``con``, the events before ``before`` (count and newest; rows
+    are only ever added) and a hash of the catalogue (items are replaced in place)."""
+    files = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchall()
+    events = con.execute(
+        """
+        SELECT count(*), max(event_timestamp),
+               (SELECT (count(*), sum(hash(item_id, available, primary_category, created_at)))
+                FROM items)
+        FROM events WHERE event_timestamp < ?::TIMESTAMP
+        """,
+        [before],
+    ).fetchall()[0]
+    return (tuple(sorted(str(f) for (f,) in files)), *events)

@@ -92,7 +92,9 @@ def evaluate_champion(
     recall = None
     if full_catalogue:  # also the two stages: retrieval proposes, the model orders
         users = sorted(test["user_id"].unique())
-        candidates = retrieve_from(settings.warehouse_path, settings, users, times.test_start)
+        candidates = retrieve_from(
+            settings.warehouse_path, settings, users, times.test_start, reuse=True
+        )
         test = with_retrieval_columns(test, candidates)
         scores = with_two_stages(candidates, test, {name: score(model, test, features)})
         recall = retrieval_recall(candidates, test[test["label"] > 0])

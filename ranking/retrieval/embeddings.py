@@ -30,7 +30,7 @@ from usearch.index import Index, MetricKind, search
 
 from ranking.settings import RetrievalSettings, Settings
 from ranking.times import floor_to
-from ranking.warehouse import positive_sql
+from ranking.warehouse import data_before_key, positive_sql
 
 #: How many fitted models the process keeps.
 CACHE_SIZE = 64
@@ -139,12 +139,7 @@ def embeddings_at(
     """The model a query at ``at`` uses (fitted on first use, then cached)."""
     r = settings.retrieval
     fitted_at = refresh_time(at, r)
-    database = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchall()
-    events = con.execute(
-        "SELECT count(*), max(event_timestamp) FROM events WHERE event_timestamp < ?::TIMESTAMP",
-        [fitted_at],
-    ).fetchall()[0]
-    key = (tuple(sorted(str(p) for (p,) in database)), fitted_at, events, settings.seed,
+    key = (data_before_key(con, fitted_at), fitted_at, settings.seed,
            r.embedding_factors, r.embedding_regularization, r.embedding_iterations,
            r.embedding_alpha, r.embedding_ann_above, r.half_life_days,
            tuple(settings.events.label_weights.items()),

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ranking.retrieval.sources import SOURCE_NAMES, SOURCES, prepare, source_candidates
 from ranking.settings import Settings
-from ranking.warehouse import warehouse
+from ranking.warehouse import data_before_key, warehouse
 
 #: Reciprocal-rank fusion constant: a source's 1st item adds 1/61, its 100th 1/160.
 RRF_K = 60
@@ -77,23 +77,6 @@ _reused: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
 _reused_lock = threading.Lock()
 
 
-def _reuse_key(con: duckdb.DuckDBPyConnection, settings: Settings, users: list, at) -> tuple:
-    """What a retrieval at ``at`` depends on: the database, what it held before ``at``, the
-    users and the settings that shape the sources and the labels' rule."""
-    database = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchall()
-    before = con.execute(
-        """
-        SELECT count(*), max(event_timestamp),
-               (SELECT (count(*), sum(hash(item_id, available, primary_category, created_at)))
-                FROM items)
-        FROM events WHERE event_timestamp < ?::TIMESTAMP
-        """,
-        [at],
-    ).fetchall()[0]
-    return (tuple(sorted(str(p) for (p,) in database)), at, before, tuple(users), settings.seed,
-            settings.retrieval.model_dump_json(), settings.events.model_dump_json())  # fmt: skip
-
-
 def retrieve(
     con: duckdb.DuckDBPyConnection, settings: Settings, user_ids: list[str], at: datetime,
     reuse: bool = False,
@@ -105,7 +88,10 @@ def retrieve(
     windows (rolling cut-offs, monitoring after training) share their retrievals. The
     prepared relations (``r_*``) are then not rebuilt on ``con``."""
     users = list(dict.fromkeys(user_ids))
-    key = _reuse_key(con, settings, users, at) if reuse else None
+    key = None
+    if reuse:  # the data before ``at``, the users, and the settings that shape the sources
+        key = (data_before_key(con, at), at, tuple(users), settings.seed,
+               settings.retrieval.model_dump_json(), settings.events.model_dump_json())  # fmt: skip
     if key is not None:
         with _reused_lock:
             if key in _reused:
@@ -122,8 +108,9 @@ def retrieve(
 
 
 def retrieve_from(
-    warehouse_path: Path, settings: Settings, user_ids: list[str], at: datetime
-) -> pd.DataFrame:
+    warehouse_path: Path, settings: Settings, user_ids: list[str], at: datetime,
+    reuse: bool = False,
+) -> pd.DataFrame:  # fmt: skip
     """:func:`retrieve` on the warehouse, opened read-only."""
     with warehouse(warehouse_path, read_only=True) as con:
-        return retrieve(con, settings, user_ids, at)
+        return retrieve(con, settings, user_ids, at, reuse=reuse)
