@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow lint format bench bench-quality bench-drift lock clean venv
+.PHONY: demo test test-slow lint format bench bench-quality bench-retrieval bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --events ../shared/data/ml-latest-small --seeds 3
+
+bench-retrieval: $(STAMP)
+	$(BIN)/python benchmarks/retrieval_latency.py --events 300000
 
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/drift_false_alarms.py --seeds 20

@@ -1,4 +1,5 @@
-"""Features flow: compute snapshots (DuckDB), ``feast apply``, materialize online."""
+"""Features flow: compute snapshots (DuckDB), ``feast apply``, materialize online, and
+publish retrieval's candidates at the newest snapshot for serving."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from ranking.features import registration, store
 from ranking.features.build import build_all_families
 from ranking.features.definitions import FeatureDefinition
 from ranking.features.snapshots import FeatureBuild
+from ranking.retrieval.published import Publication, publish_candidates
 from ranking.settings import Settings
+from ranking.warehouse import warehouse
 
 
 @task
@@ -38,6 +41,12 @@ def materialize(settings: Settings, build: FeatureBuild) -> None:
     )
 
 
+@task(retries=1, retry_delay_seconds=5)
+def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        return publish_candidates(con, settings, max(build.snapshots))
+
+
 @flow(name="build-features", log_prints=True)
 def features_flow(as_of: str | None = None, home: str | None = None) -> FeatureBuild:
     """Snapshot features up to ``as_of`` (default: now, floored to the cadence)."""
@@ -47,7 +56,10 @@ def features_flow(as_of: str | None = None, home: str | None = None) -> FeatureB
     build = compute(settings, as_of_dt.isoformat())
     apply(settings)
     materialize(settings, build)
+    published = publish_retrieval(settings, build)
     print(f"{len(build.snapshots)} snapshots up to {as_of_dt:%Y-%m-%d %H:%M}: {build.rows}")
+    print(f"retrieval published at {published.at:%Y-%m-%d %H:%M}: {published.rows:,} "
+          f"candidates for {published.users:,} users")  # fmt: skip
     table = "\n".join(f"| {name} | {n:,} |" for name, n in build.rows.items())
     create_markdown_artifact(
         f"# Features up to {as_of_dt:%Y-%m-%d %H:%M} UTC\n\n{len(build.snapshots)} snapshots, "

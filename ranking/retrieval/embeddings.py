@@ -159,12 +159,16 @@ def embeddings_at(
 def embedding_candidates(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
     """The source's proposals for the prepared query (``r_users`` at ``r_at``): each user's
     nearest items, searched deep enough that the budget survives dropping what the user
-    already consumed."""
+    already consumed and what is unavailable."""
     at = con.execute("SELECT r_at.at FROM r_at").fetchall()[0][0]
     fitted = embeddings_at(con, settings, at)
     if fitted is None:
         return pd.DataFrame({"user_id": [], "item_id": [], "score": []})
     users = [u for (u,) in con.execute("SELECT user_id FROM r_users").fetchall()]
-    seen = con.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM r_seen GROUP BY user_id)")
-    depth = settings.retrieval.embedding_budget + int(seen.fetchall()[0][0] or 0)
-    return fitted.nearest(users, depth)
+    # One depth for every user, whoever else is asked with them (a user's candidates must
+    # not depend on the batch): the most any user has consumed, plus the model's items
+    # that are no longer available.
+    deepest = int(con.execute("SELECT most FROM r_seen_most").fetchall()[0][0] or 0)
+    available = {i for (i,) in con.execute("SELECT item_id FROM r_catalogue").fetchall()}
+    unavailable = sum(1 for i in fitted.item_ids if i not in available)
+    return fitted.nearest(users, settings.retrieval.embedding_budget + deepest + unavailable)

@@ -12,7 +12,8 @@ relations are prepared by :func:`prepare` on the connection:
   (``created_at`` is the catalogue's, else the item's first relevant event: an id that was
   only ever shown, e.g. a made-up id a caller had served, is not an item);
 - ``r_seen(user_id, item_id)``: what each query user already consumed; no source but
-  ``repeat`` proposes it again.
+  ``repeat`` proposes it again; ``r_seen_most(most)``: the most items any user (query
+  user or not) consumed, so searches go equally deep whoever is asked with whom.
 
 A source's query returns ``(user_id, item_id, score)``, higher is better; it may return
 more than its budget, and :func:`source_candidates` keeps the top ``budget`` per user.
@@ -200,6 +201,17 @@ def prepare(
         SELECT DISTINCT e.user_id, e.item_id FROM events e JOIN r_users USING (user_id)
         WHERE e.event_timestamp < ?::TIMESTAMP
           AND e.event_type IN {sql_list(consumed)}
+        """,
+        [at],
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE r_seen_most AS
+        SELECT coalesce(max(n), 0) AS most FROM (
+            SELECT count(DISTINCT e.item_id) AS n FROM events e
+            WHERE e.event_timestamp < ?::TIMESTAMP AND e.event_type IN {sql_list(consumed)}
+            GROUP BY e.user_id
+        )
         """,
         [at],
     )

@@ -1,6 +1,11 @@
 """Candidates to rank, from the retrieval stage: the same :func:`retrieve` that builds the
 training groups, so the ranker orders online what it learned to order offline.
 
+:func:`candidates_for` looks them up in the publication the features flow made at the
+newest snapshot (``ranking.retrieval.published``: no warehouse query, microseconds), and
+retrieves live from the warehouse only when there is none usable (no publication yet, one
+made with other retrieval settings, or a request time before it).
+
 Each candidate carries the sources that proposed it and the retrieval features, and a
 ``fallback_score`` that orders the list when no model can (retrieval's fused order for
 retrieved candidates, last week's popularity for the caller's own list).
@@ -14,8 +19,10 @@ import duckdb
 import pandas as pd
 
 from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
+from ranking.retrieval.published import load_published
 from ranking.schema import UNKNOWN_CATEGORY
-from ranking.warehouse import positive_sql
+from ranking.settings import Settings
+from ranking.warehouse import positive_sql, warehouse
 
 #: How far back "recently popular" looks for the caller's candidates.
 POPULARITY_WINDOW = timedelta(days=7)
@@ -75,3 +82,20 @@ def given_candidates(
                         on="item_id")  # fmt: skip
     out["sources"] = out["sources"].fillna("")
     return out[CANDIDATE_COLUMNS]
+
+
+def candidates_for(
+    settings: Settings, user_id: str, now: datetime, item_ids: list | None = None
+) -> pd.DataFrame:
+    """The caller's ``item_ids``, or the user's best ``serving.candidate_pool`` retrieved
+    candidates: from the current publication when it may serve ``now``, else live."""
+    pool = settings.serving.candidate_pool
+    published = load_published(settings, now)
+    if published is not None:
+        found = published.for_items(user_id, item_ids) if item_ids else (
+            published.for_user(user_id, pool))  # fmt: skip
+        return found[CANDIDATE_COLUMNS]
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        if item_ids:
+            return given_candidates(con, settings, user_id, item_ids, now)
+        return retrieved_for_user(con, settings, user_id, now, pool)

@@ -16,9 +16,8 @@ import pandas as pd
 from ranking.features.store import online_features
 from ranking.publishing.models import Champion
 from ranking.schema import IMPRESSION
-from ranking.serving.candidates import given_candidates, retrieved_for_user
+from ranking.serving.candidates import candidates_for
 from ranking.settings import Settings
-from ranking.warehouse import warehouse
 
 #: What a ranked list shows for each item.
 RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources"]
@@ -109,10 +108,5 @@ def rank_request(
     item_ids: list[str] | None = None,
 ) -> RankedList:
     """Rank for ``user_id``: the caller's ``item_ids``, or the retrieved candidates."""
-    with warehouse(settings.warehouse_path, read_only=True) as con:
-        if item_ids:
-            candidates = given_candidates(con, settings, user_id, item_ids, now)
-        else:
-            pool = settings.serving.candidate_pool
-            candidates = retrieved_for_user(con, settings, user_id, now, pool)
+    candidates = candidates_for(settings, user_id, now, item_ids)
     return rank_for_user(store, champion, candidates, user_id, now, k)

@@ -27,6 +27,7 @@ from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.publishing import aliases, models
+from ranking.retrieval.published import load_published
 from ranking.schema import CHAMPION
 from ranking.serving.http import create_app
 from ranking.serving.ranker import rank_request
@@ -92,6 +93,10 @@ def test_online_store_and_ranked_list(loop_run) -> None:
     assert len(ranked.items) == 10
     assert ranked.items["score"].is_monotonic_decreasing
     assert list(ranked.items["rank"]) == list(range(1, 11))
+    published = load_published(settings, NOW)  # the features flow published retrieval
+    assert published is not None and published.at == END
+    proposed = published.for_user(user, settings.serving.candidate_pool)
+    assert set(ranked.items["item_id"]) <= set(proposed["item_id"])
     online = store.online_features(
         store.get_store(settings),
         [{"user_id": user, "item_id": ranked.items["item_id"][0],

@@ -1,0 +1,251 @@
+"""Retrieval published for serving: :func:`retrieve` run once per feature refresh for every
+user, so that a ranking call looks its candidates up instead of querying the warehouse.
+
+The features flow calls :func:`publish_candidates` at the newest snapshot time ``at``: the
+merged candidates of every user with a relevant event before ``at`` (computed in chunks of
+users by the same :func:`retrieve` that builds the training groups), the candidates of a
+user with no history (the cold-start list: popularity, fresh, trending), and each item's
+category and last week's popularity (the fallback order of a caller's own list). They go
+to ``<home>/retrieval/<at>-<digest>/`` as Parquet, and a ``CURRENT`` file names the
+newest folder; it is replaced atomically, so a reader sees the old publication or the new
+one, never half of one. The folder name holds no absolute path: a home can be moved.
+
+:func:`load_published` reads the current publication into memory (once per publication)
+for serving: a user's candidates are then a slice of arrays. A publication is used only
+for requests at or after its ``at`` and made with the same retrieval settings; otherwise
+serving retrieves live from the warehouse (see ``ranking.serving.candidates``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
+from ranking.schema import UNKNOWN_CATEGORY
+from ranking.settings import Settings
+from ranking.warehouse import positive_sql, quote
+
+#: The user id the cold-start list is stored under (ingest never accepts an empty id).
+COLD_USER = ""
+#: How far back an item's fallback popularity looks.
+POPULARITY_WINDOW = timedelta(days=7)
+#: Users retrieved per query while publishing (bounds the memory of one chunk).
+CHUNK_USERS = 2000
+#: The columns of a published candidate row.
+PUBLISHED_COLUMNS = ["user_id", "item_id", "category", "sources", *RETRIEVAL_FEATURES]
+CURRENT, MANIFEST = "CURRENT", "manifest.json"
+CANDIDATES_FILE, ITEMS_FILE = "candidates.parquet", "items.parquet"
+
+
+def retrieval_dir(settings: Settings) -> Path:
+    return settings.home / "retrieval"
+
+
+def retrieval_digest(settings: Settings) -> str:
+    """A short hash of what shapes retrieval's output: a publication made with other
+    settings is not served."""
+    shape = json.dumps([settings.seed, settings.retrieval.model_dump(mode="json"),
+                        settings.events.model_dump(mode="json")], sort_keys=True)  # fmt: skip
+    return hashlib.sha256(shape.encode()).hexdigest()[:12]
+
+
+def _categories(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    rows = con.execute("SELECT item_id, primary_category FROM items").fetchall()
+    return {item: category or UNKNOWN_CATEGORY for item, category in rows}
+
+
+def _with_category(found: pd.DataFrame, categories: dict[str, str]) -> pd.DataFrame:
+    found = found.copy()
+    found["category"] = [categories.get(i, UNKNOWN_CATEGORY) for i in found["item_id"]]
+    return found[PUBLISHED_COLUMNS]
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    fields = [pa.field(c, pa.string()) for c in ("user_id", "item_id", "category", "sources")]
+    fields += [pa.field(c, pa.float64()) for c in RETRIEVAL_FEATURES]
+    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What :func:`publish_candidates` wrote."""
+
+    path: Path
+    at: datetime
+    users: int
+    rows: int
+
+
+def publish_candidates(
+    con: duckdb.DuckDBPyConnection, settings: Settings, at: datetime
+) -> Publication:
+    """Retrieve at ``at`` for every user with a relevant event before it, and publish."""
+    users = [u for (u,) in con.execute(
+        f"""SELECT DISTINCT e.user_id FROM events e
+            WHERE e.event_timestamp < ?::TIMESTAMP AND {positive_sql(settings)} ORDER BY 1""",
+        [at],
+    ).fetchall()]  # fmt: skip
+    digest = retrieval_digest(settings)
+    root = retrieval_dir(settings)
+    name = f"{at:%Y%m%dT%H%M%S}-{digest}"
+    staging = root / f".{name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    categories = _categories(con)
+    rows = 0
+    schema = _arrow(pd.DataFrame(columns=PUBLISHED_COLUMNS)).schema
+    with pq.ParquetWriter(staging / CANDIDATES_FILE, schema) as writer:
+        # The cold-start list first: its user id sorts before every other.
+        chunks = [[COLD_USER]] + [
+            users[i : i + CHUNK_USERS] for i in range(0, len(users), CHUNK_USERS)
+        ]
+        for chunk in chunks:
+            found = _with_category(retrieve(con, settings, chunk, at), categories)
+            writer.write_table(_arrow(found))
+            rows += len(found)
+    con.execute(
+        f"""
+        COPY (
+            WITH recent AS (
+                SELECT e.item_id, count(*)::DOUBLE AS n FROM events e
+                WHERE e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
+                  AND {positive_sql(settings)}
+                GROUP BY 1
+            )
+            SELECT coalesce(i.item_id, r.item_id) AS item_id,
+                   coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
+                   coalesce(r.n, 0.0) AS fallback_score
+            FROM items i FULL JOIN recent r USING (item_id)
+            ORDER BY 1
+        ) TO {quote(str(staging / ITEMS_FILE))} (FORMAT parquet)
+        """,
+        [at - POPULARITY_WINDOW, at],
+    )
+    manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    target = root / name
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    pointer = root / f".{CURRENT}.staging"
+    pointer.write_text(name + "\n")
+    os.replace(pointer, root / CURRENT)
+    _prune(root, keep={name})
+    return Publication(path=target, at=at, users=len(users), rows=rows)
+
+
+def _prune(root: Path, keep: set[str], previous: int = 1) -> None:
+    """Drop old publications, keeping the current one and the ``previous`` newest others
+    (a reader may still be loading one)."""
+    old = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    old = [p for p in old if p.name not in keep]
+    for path in old[: max(len(old) - previous, 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+#: The text columns (read as dictionaries: each distinct string held once in memory).
+_TEXT = ("item_id", "category", "sources")
+
+
+@dataclass(frozen=True)
+class PublishedCandidates:
+    """A publication in memory: each user's rows are one slice of the column arrays."""
+
+    key: tuple
+    at: datetime
+    digest: str
+    columns: dict[str, np.ndarray]  # PUBLISHED_COLUMNS but user_id, by user then fused score
+    offsets: dict[str, tuple[int, int]]
+    items: pd.DataFrame  # item_id (index), category, fallback_score
+
+    def _rows(self, user_id: str, pool: int | None = None) -> pd.DataFrame:
+        # A user with no relevant event before ``at`` gets the cold-start list.
+        start, stop = self.offsets.get(user_id, self.offsets.get(COLD_USER, (0, 0)))
+        stop = stop if pool is None else min(stop, start + pool)
+        return pd.DataFrame({name: values[start:stop] for name, values in self.columns.items()})
+
+    def for_user(self, user_id: str, pool: int) -> pd.DataFrame:
+        """The user's best ``pool`` candidates, ``fallback_score`` the fused score."""
+        found = self._rows(user_id, pool)
+        found["fallback_score"] = found[FUSED_SCORE]
+        return found
+
+    def for_items(self, user_id: str, item_ids: list[str]) -> pd.DataFrame:
+        """The caller's items (each once, sorted by id), their category, last week's
+        popularity as ``fallback_score``, and the retrieval features of those the user's
+        retrieval proposed (NaN for the others)."""
+        ids = sorted(dict.fromkeys(str(i) for i in item_ids))
+        known = self.items.reindex(ids)
+        given = pd.DataFrame({
+            "item_id": ids,
+            "category": known["category"].fillna(UNKNOWN_CATEGORY).to_numpy(dtype=object),
+            "fallback_score": known["fallback_score"].fillna(0.0).to_numpy(dtype=float),
+        })  # fmt: skip
+        retrieved = self._rows(user_id)[["item_id", "sources", *RETRIEVAL_FEATURES]]
+        out = given.merge(retrieved, on="item_id", how="left")
+        out["sources"] = out["sources"].fillna("")
+        return out
+
+
+_loaded: dict[Path, PublishedCandidates] = {}
+_loaded_lock = threading.Lock()
+
+
+def current_name(settings: Settings) -> str | None:
+    """The folder name of the current publication, or None."""
+    try:
+        return (retrieval_dir(settings) / CURRENT).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _read(path: Path, key: tuple) -> PublishedCandidates:
+    manifest = json.loads((path / MANIFEST).read_text())
+    frame = pq.read_table(path / CANDIDATES_FILE, read_dictionary=list(_TEXT)).to_pandas()
+    users = frame.pop("user_id").to_numpy(dtype=object)
+    change = np.flatnonzero(users[1:] != users[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(int)
+    stops = np.concatenate([change, [len(users)]]).astype(int)
+    offsets = {} if not len(users) else {
+        users[s]: (int(s), int(e)) for s, e in zip(starts, stops, strict=True)
+    }  # fmt: skip
+    columns = {c: frame[c].to_numpy(dtype=object if c in _TEXT else np.float64)
+               for c in frame.columns}  # fmt: skip
+    items = pd.read_parquet(path / ITEMS_FILE).set_index("item_id")
+    return PublishedCandidates(key=key, at=datetime.fromisoformat(manifest["at"]),
+                               digest=manifest["digest"], columns=columns, offsets=offsets,
+                               items=items)  # fmt: skip
+
+
+def load_published(settings: Settings, at: datetime) -> PublishedCandidates | None:
+    """The current publication, when it may serve a request at ``at`` (made at or before
+    ``at``, with these retrieval settings); None otherwise. Read once per publication."""
+    name = current_name(settings)
+    if name is None:
+        return None
+    path = retrieval_dir(settings) / name
+    try:
+        key = (name, (path / MANIFEST).stat().st_mtime_ns)
+        with _loaded_lock:
+            published = _loaded.get(path)
+            if published is None or published.key != key:
+                published = _read(path, key)
+                _loaded.clear()
+                _loaded[path] = published
+    except FileNotFoundError:  # pruned as we looked: the next call reads the new one
+        return None
+    if published.at > at or published.digest != retrieval_digest(settings):
+        return None
+    return published
