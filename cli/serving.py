@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from datetime import datetime
@@ -10,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.common import HomeOption, console, now, require_warehouse, settings_for
+from cli.common import HomeOption, console, fail, now, require_warehouse, settings_for
 from ranking.settings import Settings
 
 app = typer.Typer()
@@ -34,11 +35,16 @@ def print_ranked(ranked) -> None:
         title += f" (ranker v{ranked.model_version}, alias champion)"
     console.print(f"[italic]{title}[/]", soft_wrap=True)  # a title above, not wrapped in it
     table = Table()
-    for col in ("rank", "item_id", "category", "score", "sources"):
+    for col in ("rank", "item_id", "category", "score", "sources", "rule"):
         table.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for row in ranked.items.itertuples(index=False):
-        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}", row.sources)
+        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}", row.sources,
+                      row.rule)  # fmt: skip
     console.print(table)
+    kept_out = {rule: n for rule, n in ranked.dropped.items() if n}
+    if kept_out:
+        listed = ", ".join(f"{rule} {n}" for rule, n in kept_out.items())
+        console.print(f"kept out by the rules: {listed}")
 
 
 @app.command()
@@ -58,10 +64,18 @@ def rank(
             "model_version": ranked.model_version,
             "fallback": ranked.fallback,
             "items": ranked.items.to_dict(orient="records"),
+            "dropped": ranked.dropped,
         }
         sys.stdout.write(json.dumps(payload, default=float) + "\n")
         return
     print_ranked(ranked)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @app.command("serve")
@@ -76,6 +90,10 @@ def serve_http(
     from ranking.serving.http import create_app
 
     settings = settings_for(home)
+    if settings.serving.api_token is None and not _loopback(host):
+        fail(f"--host {host} is reachable from other machines: set "
+             "RANKING_SERVING__API_TOKEN (clients then send 'Authorization: Bearer <token>'), "
+             "or bind to 127.0.0.1")  # fmt: skip
     console.print(f"Serving on http://{host}:{port} (docs at /docs); served lists go to "
                   f"{settings.raw_dir / 'served'}", soft_wrap=True)  # fmt: skip
     uvicorn.run(create_app(settings, clock=now), host=host, port=port, log_level="warning")

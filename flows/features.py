@@ -43,8 +43,9 @@ def materialize(settings: Settings, build: FeatureBuild) -> None:
 
 @task(retries=1, retry_delay_seconds=5)
 def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
+    fs = store.get_store(settings)
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        return publish_candidates(con, settings, max(build.snapshots))
+        return publish_candidates(con, settings, max(build.snapshots), fs)
 
 
 @flow(name="build-features", log_prints=True)

@@ -21,6 +21,7 @@ def load(
     now_iso: str,
     mapping_path: str | None,
     source_format: str,
+    served_id_length: int | None = None,
 ) -> list[LoadReport]:
     source = resolve_source(Path(events_path), Path(items_path) if items_path else None,
                                     Path(mapping_path) if mapping_path else None,
@@ -33,6 +34,7 @@ def load(
         source.items,
         events_reader=source.events_reader,
         items_reader=source.items_reader,
+        served_id_length=served_id_length,
     )
 
 
@@ -62,7 +64,8 @@ def ingest_flow(
     settings = flow_settings(home)
     now_iso = parse_time(now, utc_now()).isoformat()
     reports = load(str(settings.warehouse_path), events_path, items_path, settings.event_types,
-                   now_iso, mapping_path, source_format)  # fmt: skip
+                   now_iso, mapping_path, source_format,
+                   settings.serving.max_id_length)  # fmt: skip
     for report in reports:
         print(report.summary())
     create_markdown_artifact(_markdown(reports), key="ingestion", description="Load counts")

@@ -23,6 +23,15 @@ EVENT_CONTENT_COLUMNS = (
 )  # fmt: skip
 #: The category given to items without one.
 UNKNOWN_CATEGORY = "unknown"
+#: How the service names its served logs (``served-<day>.jsonl``); ingest checks such a
+#: file's rows against what the service can produce.
+SERVED_LOG_PREFIX, SERVED_LOG_SUFFIX = "served-", ".jsonl"
+
+
+def is_served_log(name: str) -> bool:
+    """Whether a file name is one of the service's served logs."""
+    return name.startswith(SERVED_LOG_PREFIX) and name.endswith(SERVED_LOG_SUFFIX)
+
 
 # Event types and labels ----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranking.checks.thresholds import DriftThresholds, QualityThresholds
@@ -196,6 +196,50 @@ class ServingSettings(_Section):
 
     candidate_pool: int = Field(
         default=500, description="Retrieved candidates scored per ranking call, at most."
+    )
+    max_in_flight: int = Field(
+        default=8,
+        ge=1,
+        description="Ranking calls the service works on at once; more are "
+        "refused at once with 503 and Retry-After (no unbounded queue).",
+    )
+    deadline_ms: float = Field(
+        default=250.0,
+        gt=0,
+        description="A ranking call that takes longer is answered with "
+        "retrieval's fused order, and says so.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token /rank and /metrics require; needed when the "
+        "service binds to anything but loopback.",
+    )
+    max_candidates: int = Field(
+        default=1000, ge=1, description="Most item ids a caller may send to rank."
+    )
+    max_id_length: int = Field(default=200, ge=1, description="Longest user or item id accepted.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body.")
+    drop_consumed: bool = Field(
+        default=True,
+        description="Drop items the user already consumed (any positive event or rating; the "
+        "retrieval's repeat_event_types may come back).",
+    )
+    max_unanswered_impressions: int = Field(
+        default=3,
+        description="Hold back items shown to the user this many times with no positive "
+        "reaction since: they fill the list only when nothing else is left (0: never).",
+    )
+    fresh_slot_days: float = Field(
+        default=7.0,
+        description="Keep one item created within this many days in the top k when one "
+        "qualifies (0: no fresh slot).",
+    )
+    max_category_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Most of the top k one category may fill (1.0: no cap); filled past it "
+        "only when nothing else is left.",
     )
 
 

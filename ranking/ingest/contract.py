@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from ranking.errors import IngestError
-from ranking.schema import EVENT_COLUMNS, ITEM_COLUMNS
+from ranking.schema import EVENT_COLUMNS, IMPRESSION, ITEM_COLUMNS, is_served_log
 from ranking.warehouse import quote, scalar, warehouse
 
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
@@ -175,16 +175,37 @@ def _quarantine_bad(
     )
 
 
+def _served_log_reasons(max_id_length: int) -> str:
+    """CASE branches for a served log's rows: what the service could not have written (it
+    serves ids up to ``max_id_length`` characters, only impressions, only items the
+    catalogue or the events know, and logs only users some event knows)."""
+    n = int(max_id_length)
+    return f"""
+                WHEN length(user_id) > {n} OR length(item_id) > {n}
+                    THEN 'served log: id over {n} characters'
+                WHEN lower(event_type) <> '{IMPRESSION}' THEN 'served log: not an impression'
+                WHEN item_id NOT IN (SELECT item_id FROM items)
+                     AND item_id NOT IN (SELECT item_id FROM events)
+                    THEN 'served log: item unknown to the catalogue and the events'
+                WHEN user_id NOT IN (SELECT user_id FROM events)
+                    THEN 'served log: user unknown to the events'"""
+
+
 def load_events_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     event_types: Iterable[str],
     now: datetime,
     reader: Reader = plain_reader,
+    served_id_length: int | None = None,
 ) -> LoadReport:
-    """Load one events file; see the module docstring for what goes where."""
+    """Load one events file; see the module docstring for what goes where. A served log
+    (``served-<day>.jsonl``, see :func:`ranking.schema.is_served_log`) is also checked
+    against what the service produces, with ``served_id_length`` its longest id."""
     _stage(con, path, EVENT_COLUMNS, reader)
     types_sql = ", ".join(quote(t) for t in sorted(event_types))
+    served = (_served_log_reasons(served_id_length)
+              if served_id_length is not None and is_served_log(path.name) else "")  # fmt: skip
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE checked AS
@@ -206,7 +227,7 @@ def load_events_file(
                 WHEN try_cast(value AS DOUBLE) < 0 THEN 'negative value'
                 WHEN position IS NOT NULL AND try_cast(position AS INTEGER) IS NULL
                     THEN 'position is not an integer'
-                WHEN try_cast(position AS INTEGER) < 0 THEN 'negative position'
+                WHEN try_cast(position AS INTEGER) < 0 THEN 'negative position'{served}
             END AS reason,
             coalesce(event_id, md5(concat_ws('|', user_id, item_id, lower(event_type),
                      _event_timestamp_parsed::VARCHAR, value, session_id, position))) AS _id
@@ -307,12 +328,13 @@ def load_events(
     event_types: Iterable[str],
     now: datetime,
     reader: Reader = plain_reader,
+    served_id_length: int | None = None,
 ) -> LoadReport:
     """Load an events file, folder or list of files; unreadable files raise IngestError."""
     report = LoadReport(target="events")
     types = list(event_types)
     for file in _files(path):
-        report.add(load_events_file(con, file, types, now, reader))
+        report.add(load_events_file(con, file, types, now, reader, served_id_length))
     return report
 
 
@@ -337,17 +359,21 @@ def ingest(
     items_path: Path | list[Path] | None = None,
     events_reader: Reader = plain_reader,
     items_reader: Reader = plain_reader,
+    served_id_length: int | None = None,
 ) -> list[LoadReport]:
     """Load items (when given) then events into the warehouse; one report per target.
 
     ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
     reader for contract files, a mapping's for other layouts (see ``ranking.ingest.mapping``).
+    With ``served_id_length`` (the service's ``max_id_length``), a served log's rows the
+    service could not have written are quarantined with the reason.
     """
     reports = []
     with warehouse(warehouse_path) as con:
         if items_path is not None:
             reports.append(load_items(con, items_path, now, items_reader))
-        reports.append(load_events(con, events_path, event_types, now, events_reader))
+        reports.append(load_events(con, events_path, event_types, now, events_reader,
+                                   served_id_length))  # fmt: skip
     return reports
 
 

@@ -32,6 +32,8 @@ from ranking.settings import RetrievalSettings, Settings
 from ranking.times import floor_to
 from ranking.warehouse import data_before_key, positive_sql
 
+#: The source's name.
+EMBEDDING = "embedding"
 #: How many fitted models the process keeps.
 CACHE_SIZE = 64
 _cache: OrderedDict[tuple, Embeddings | None] = OrderedDict()

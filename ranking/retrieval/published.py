@@ -24,7 +24,7 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -33,21 +33,32 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ranking.features.online import ViewTable, read_views
+from ranking.retrieval.facts import (
+    RULE_COLUMNS,
+    add_rule_inputs,
+    consumed_pairs,
+    item_facts,
+    item_rule_inputs,
+    unanswered_impressions,
+)
 from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
 from ranking.schema import UNKNOWN_CATEGORY
 from ranking.settings import Settings
-from ranking.warehouse import positive_sql, quote
+from ranking.warehouse import positive_sql
 
 #: The user id the cold-start list is stored under (ingest never accepts an empty id).
 COLD_USER = ""
-#: How far back an item's fallback popularity looks.
-POPULARITY_WINDOW = timedelta(days=7)
 #: Users retrieved per query while publishing (bounds the memory of one chunk).
 CHUNK_USERS = 2000
 #: The columns of a published candidate row.
 PUBLISHED_COLUMNS = ["user_id", "item_id", "category", "sources", *RETRIEVAL_FEATURES]
+#: The columns of one user's candidates as a lookup returns them (what serving ranks).
+LOOKUP_COLUMNS = ["item_id", "category", "sources", "fallback_score", *RETRIEVAL_FEATURES,
+                  *RULE_COLUMNS]  # fmt: skip
 CURRENT, MANIFEST = "CURRENT", "manifest.json"
 CANDIDATES_FILE, ITEMS_FILE = "candidates.parquet", "items.parquet"
+CONSUMED_FILE, UNANSWERED_FILE = "consumed.parquet", "unanswered.parquet"
 
 
 def retrieval_dir(settings: Settings) -> Path:
@@ -60,11 +71,6 @@ def retrieval_digest(settings: Settings) -> str:
     shape = json.dumps([settings.seed, settings.retrieval.model_dump(mode="json"),
                         settings.events.model_dump(mode="json")], sort_keys=True)  # fmt: skip
     return hashlib.sha256(shape.encode()).hexdigest()[:12]
-
-
-def _categories(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    rows = con.execute("SELECT item_id, primary_category FROM items").fetchall()
-    return {item: category or UNKNOWN_CATEGORY for item, category in rows}
 
 
 def _with_category(found: pd.DataFrame, categories: dict[str, str]) -> pd.DataFrame:
@@ -89,10 +95,34 @@ class Publication:
     rows: int
 
 
+def feature_entities(
+    con: duckdb.DuckDBPyConnection, at: datetime
+) -> dict[tuple[str, ...], pd.DataFrame]:
+    """Every entity the online store can hold features for at ``at``, by join keys: users
+    and items with an event before ``at`` (and catalogue items), and the (user, category)
+    pairs of those events (an item's primary category)."""
+    query = {
+        ("user_id",): "SELECT DISTINCT user_id FROM events WHERE event_timestamp < ?",
+        ("item_id",): "SELECT DISTINCT item_id FROM events WHERE event_timestamp < ? "
+        "UNION SELECT item_id FROM items",
+        ("user_id", "category"): f"""
+            SELECT DISTINCT e.user_id, coalesce(i.primary_category, '{UNKNOWN_CATEGORY}')
+                   AS category
+            FROM events e LEFT JOIN items i USING (item_id) WHERE e.event_timestamp < ?""",
+    }
+    return {keys: con.execute(sql, [at] if "?" in sql else []).df() for keys, sql in query.items()}
+
+
+def _view_file(view: str) -> str:
+    return f"view_{view}.parquet"
+
+
 def publish_candidates(
-    con: duckdb.DuckDBPyConnection, settings: Settings, at: datetime
+    con: duckdb.DuckDBPyConnection, settings: Settings, at: datetime, store=None
 ) -> Publication:
-    """Retrieve at ``at`` for every user with a relevant event before it, and publish."""
+    """Retrieve at ``at`` for every user with a relevant event before it, and publish;
+    with a Feast ``store``, its online features for every entity too (read after the
+    materialization of the snapshot at ``at``)."""
     users = [u for (u,) in con.execute(
         f"""SELECT DISTINCT e.user_id FROM events e
             WHERE e.event_timestamp < ?::TIMESTAMP AND {positive_sql(settings)} ORDER BY 1""",
@@ -104,7 +134,8 @@ def publish_candidates(
     staging = root / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    categories = _categories(con)
+    facts = item_facts(con, settings, at)
+    categories = facts["category"].to_dict()
     rows = 0
     schema = _arrow(pd.DataFrame(columns=PUBLISHED_COLUMNS)).schema
     with pq.ParquetWriter(staging / CANDIDATES_FILE, schema) as writer:
@@ -116,25 +147,16 @@ def publish_candidates(
             found = _with_category(retrieve(con, settings, chunk, at), categories)
             writer.write_table(_arrow(found))
             rows += len(found)
-    con.execute(
-        f"""
-        COPY (
-            WITH recent AS (
-                SELECT e.item_id, count(*)::DOUBLE AS n FROM events e
-                WHERE e.event_timestamp >= ?::TIMESTAMP AND e.event_timestamp < ?::TIMESTAMP
-                  AND {positive_sql(settings)}
-                GROUP BY 1
-            )
-            SELECT coalesce(i.item_id, r.item_id) AS item_id,
-                   coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category,
-                   coalesce(r.n, 0.0) AS fallback_score
-            FROM items i FULL JOIN recent r USING (item_id)
-            ORDER BY 1
-        ) TO {quote(str(staging / ITEMS_FILE))} (FORMAT parquet)
-        """,
-        [at - POPULARITY_WINDOW, at],
-    )
-    manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows}
+    facts.reset_index().to_parquet(staging / ITEMS_FILE, index=False)
+    consumed_pairs(con, settings, at).to_parquet(staging / CONSUMED_FILE, index=False)
+    unanswered_impressions(con, settings, at).to_parquet(staging / UNANSWERED_FILE, index=False)
+    views = []
+    if store is not None:
+        for name, table in read_views(store, feature_entities(con, at)).items():
+            table.values.reset_index().to_parquet(staging / _view_file(name), index=False)
+            views.append({"view": name, "keys": list(table.keys)})
+    manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows,
+                "views": views}  # fmt: skip
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     target = root / name
     shutil.rmtree(target, ignore_errors=True)
@@ -168,7 +190,10 @@ class PublishedCandidates:
     digest: str
     columns: dict[str, np.ndarray]  # PUBLISHED_COLUMNS but user_id, by user then fused score
     offsets: dict[str, tuple[int, int]]
-    items: pd.DataFrame  # item_id (index), category, fallback_score
+    items: pd.DataFrame  # item_facts: item_id (index), category, created_at, available, ...
+    consumed: dict[str, frozenset[str]]
+    unanswered: dict[str, dict[str, int]]
+    views: dict[str, ViewTable]  # online features read from Feast (empty: none published)
 
     def _rows(self, user_id: str, pool: int | None = None) -> pd.DataFrame:
         # A user with no relevant event before ``at`` gets the cold-start list.
@@ -176,11 +201,24 @@ class PublishedCandidates:
         stop = stop if pool is None else min(stop, start + pool)
         return pd.DataFrame({name: values[start:stop] for name, values in self.columns.items()})
 
+    def knows_user(self, user_id: str) -> bool:
+        """Whether the user had a relevant event, or has features online, before ``at``."""
+        if user_id in self.offsets and user_id != COLD_USER:
+            return True
+        return any(t.keys == ("user_id",) and user_id in t.values.index
+                   for t in self.views.values())  # fmt: skip
+
     def for_user(self, user_id: str, pool: int) -> pd.DataFrame:
-        """The user's best ``pool`` candidates, ``fallback_score`` the fused score."""
+        """The user's best ``pool`` candidates, ``fallback_score`` the fused score, with
+        the rule inputs (prepared for every row when the publication was read)."""
         found = self._rows(user_id, pool)
-        found["fallback_score"] = found[FUSED_SCORE]
+        if user_id not in self.offsets:  # the cold-start list, with this user's own inputs
+            found = self._with_rule_inputs(user_id, found)
         return found
+
+    def _with_rule_inputs(self, user_id: str, found: pd.DataFrame) -> pd.DataFrame:
+        return add_rule_inputs(found, self.items, self.consumed.get(user_id, frozenset()),
+                               self.unanswered.get(user_id, {}))  # fmt: skip
 
     def for_items(self, user_id: str, item_ids: list[str]) -> pd.DataFrame:
         """The caller's items (each once, sorted by id), their category, last week's
@@ -193,10 +231,10 @@ class PublishedCandidates:
             "category": known["category"].fillna(UNKNOWN_CATEGORY).to_numpy(dtype=object),
             "fallback_score": known["fallback_score"].fillna(0.0).to_numpy(dtype=float),
         })  # fmt: skip
-        retrieved = self._rows(user_id)[["item_id", "sources", *RETRIEVAL_FEATURES]]
+        retrieved = self._rows(user_id)[["item_id", "sources", *RETRIEVAL_FEATURES]]  # a copy
         out = given.merge(retrieved, on="item_id", how="left")
         out["sources"] = out["sources"].fillna("")
-        return out
+        return self._with_rule_inputs(user_id, out)
 
 
 _loaded: dict[Path, PublishedCandidates] = {}
@@ -224,9 +262,36 @@ def _read(path: Path, key: tuple) -> PublishedCandidates:
     columns = {c: frame[c].to_numpy(dtype=object if c in _TEXT else np.float64)
                for c in frame.columns}  # fmt: skip
     items = pd.read_parquet(path / ITEMS_FILE).set_index("item_id")
-    return PublishedCandidates(key=key, at=datetime.fromisoformat(manifest["at"]),
-                               digest=manifest["digest"], columns=columns, offsets=offsets,
-                               items=items)  # fmt: skip
+    consumed = pd.read_parquet(path / CONSUMED_FILE)
+    unanswered = pd.read_parquet(path / UNANSWERED_FILE)
+    # Every row's fallback score and rule inputs, once: a lookup then only slices.
+    columns["fallback_score"] = columns[FUSED_SCORE]
+    rows = pd.MultiIndex.from_arrays([users, columns["item_id"]])
+    consumed_rows = pd.MultiIndex.from_frame(consumed[["user_id", "item_id"]])
+    shown = unanswered.set_index(["user_id", "item_id"])["n"]
+    columns.update(item_rule_inputs(items, columns["item_id"]))
+    columns["consumed"] = rows.isin(consumed_rows)
+    columns["unanswered_impressions"] = shown.reindex(rows).fillna(0).to_numpy(dtype=np.int64)
+    columns = {name: columns[name] for name in LOOKUP_COLUMNS}  # a slice is served as is
+    views = {}
+    for view in manifest.get("views", []):
+        values = pd.read_parquet(path / _view_file(view["view"]))
+        keys = tuple(view["keys"])
+        views[view["view"]] = ViewTable(view["view"], keys, values.set_index(list(keys)))
+    return PublishedCandidates(
+        key=key,
+        at=datetime.fromisoformat(manifest["at"]),
+        digest=manifest["digest"],
+        columns=columns,
+        offsets=offsets,
+        items=items,
+        consumed={u: frozenset(g) for u, g in consumed.groupby("user_id")["item_id"]},
+        unanswered={
+            u: dict(zip(g["item_id"], g["n"], strict=True))
+            for u, g in unanswered.groupby("user_id")
+        },
+        views=views,
+    )
 
 
 def load_published(settings: Settings, at: datetime) -> PublishedCandidates | None:

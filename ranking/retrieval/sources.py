@@ -28,7 +28,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from ranking.retrieval.embeddings import embedding_candidates
+from ranking.retrieval.embeddings import EMBEDDING, embedding_candidates
 from ranking.schema import RATING, UNKNOWN_CATEGORY, sql_list
 from ranking.settings import RetrievalSettings, Settings
 from ranking.warehouse import positive_sql
@@ -152,20 +152,26 @@ SOURCES: tuple[Source, ...] = (
     Source("fresh", lambda r: r.fresh_budget, _fresh_sql),
     Source("trending", lambda r: r.trending_budget, _trending_sql),
     Source("repeat", lambda r: r.repeat_budget, _repeat_sql),
-    Source("embedding", lambda r: r.embedding_budget, compute=embedding_candidates),
+    Source(EMBEDDING, lambda r: r.embedding_budget, compute=embedding_candidates),
 )
 SOURCE_NAMES = tuple(s.name for s in SOURCES)
 #: The one source allowed to propose what the user already consumed.
 REPEAT = "repeat"
 
 
+def consumed_event_types(settings: Settings) -> list[str]:
+    """Event types after which an item is consumed (never proposed again): every positive
+    type and ratings of any value, but the repeat types."""
+    repeat = set(settings.retrieval.repeat_event_types)
+    consumed = [t for t, w in settings.events.label_weights.items() if w > 0 and t not in repeat]
+    return consumed + ([] if RATING in repeat else [RATING])
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection, settings: Settings, user_ids: list[str], at: datetime
 ) -> None:
     """Create the relations every source reads (temp tables on this connection)."""
-    repeat = set(settings.retrieval.repeat_event_types)
-    consumed = [t for t, w in settings.events.label_weights.items() if w > 0 and t not in repeat]
-    consumed += [] if RATING in repeat else [RATING]
+    consumed = consumed_event_types(settings)
     con.execute("CREATE OR REPLACE TEMP TABLE r_at AS SELECT ?::TIMESTAMP AS at", [at])
     con.execute("CREATE OR REPLACE TEMP TABLE r_users (user_id VARCHAR)")
     con.executemany("INSERT INTO r_users VALUES (?)", [[u] for u in dict.fromkeys(user_ids)])

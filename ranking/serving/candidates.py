@@ -18,8 +18,15 @@ from datetime import datetime, timedelta
 import duckdb
 import pandas as pd
 
+from ranking.retrieval.facts import (
+    RULE_COLUMNS,
+    add_rule_inputs,
+    consumed_pairs,
+    item_facts,
+    unanswered_impressions,
+)
 from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
-from ranking.retrieval.published import load_published
+from ranking.retrieval.published import LOOKUP_COLUMNS, load_published
 from ranking.schema import UNKNOWN_CATEGORY
 from ranking.settings import Settings
 from ranking.warehouse import positive_sql, warehouse
@@ -28,6 +35,9 @@ from ranking.warehouse import positive_sql, warehouse
 POPULARITY_WINDOW = timedelta(days=7)
 #: The columns every candidate frame has.
 CANDIDATE_COLUMNS = ["item_id", "category", "sources", "fallback_score", *RETRIEVAL_FEATURES]
+#: What a ranking call gets: the candidates and what the business rules read.
+SERVED_COLUMNS = [*CANDIDATE_COLUMNS, *RULE_COLUMNS]
+assert SERVED_COLUMNS == LOOKUP_COLUMNS  # the publication serves slices in this order
 
 
 def _categories(con: duckdb.DuckDBPyConnection, item_ids) -> pd.DataFrame:
@@ -88,14 +98,21 @@ def candidates_for(
     settings: Settings, user_id: str, now: datetime, item_ids: list | None = None
 ) -> pd.DataFrame:
     """The caller's ``item_ids``, or the user's best ``serving.candidate_pool`` retrieved
-    candidates: from the current publication when it may serve ``now``, else live."""
+    candidates, with what the business rules read (:data:`RULE_COLUMNS`): from the current
+    publication when it may serve ``now``, else live from the warehouse."""
     pool = settings.serving.candidate_pool
     published = load_published(settings, now)
     if published is not None:
         found = published.for_items(user_id, item_ids) if item_ids else (
             published.for_user(user_id, pool))  # fmt: skip
-        return found[CANDIDATE_COLUMNS]
+        return found if list(found.columns) == SERVED_COLUMNS else found[SERVED_COLUMNS]
     with warehouse(settings.warehouse_path, read_only=True) as con:
         if item_ids:
-            return given_candidates(con, settings, user_id, item_ids, now)
-        return retrieved_for_user(con, settings, user_id, now, pool)
+            found = given_candidates(con, settings, user_id, item_ids, now)
+        else:
+            found = retrieved_for_user(con, settings, user_id, now, pool)
+        consumed = set(consumed_pairs(con, settings, now, user_id)["item_id"])
+        shown = unanswered_impressions(con, settings, now, user_id)
+        facts = item_facts(con, settings, now)
+    unanswered = dict(zip(shown["item_id"], shown["n"], strict=True))
+    return add_rule_inputs(found, facts, consumed, unanswered)[SERVED_COLUMNS]

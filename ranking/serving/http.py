@@ -1,36 +1,75 @@
-"""HTTP ranking service (FastAPI): the same ranking as ``ranking rank``, over HTTP.
+"""HTTP ranking service (FastAPI): the same ranking as ``ranking rank``, over HTTP, built
+to keep answering.
 
-``POST /rank`` ranks for a user (candidates from the catalogue, or the caller's), with
-online features from Feast and the model behind ``models:/<name>@champion``, and answers
-with the items, scores and the model version. Every served list is appended to
-``<home>/raw/served/served-<day>.jsonl`` as impression events in the data contract, so
-``ranking ingest <home>/raw/served`` feeds what users were shown back into the loop.
+- ``POST /rank`` ranks for a user (the retrieved candidates, or the caller's), with the
+  online features and the model behind ``models:/<name>@champion``, then the business
+  rules. Every served list for a known user is appended to
+  ``<home>/raw/served/served-<day>.jsonl`` as impression events in the data contract.
+- Bounded work: at most ``serving.max_in_flight`` calls at once; one more is refused at
+  once with 503 and ``Retry-After`` (no queue that grows under load). A call past
+  ``serving.deadline_ms`` is answered with retrieval's fused order and says so; the work
+  it abandoned still counts against the bound until it ends.
+- A warehouse held by a writer (an ingest) never gives a 500: serving reads the
+  publication, and where it must read the warehouse, a lock answers 503 and Retry-After.
+- ``GET /health`` says the process lives; ``GET /ready`` whether the candidates, the online
+  store and a champion are really there (503 otherwise); ``GET /metrics`` is Prometheus.
+- With ``serving.api_token`` set, ``/rank`` and ``/metrics`` need ``Authorization: Bearer
+  <token>`` (compared in constant time). Requests are bounded (body size, k, number and
+  length of ids) and a 422 names the field, never echoing what was sent.
 
-The champion is resolved per request (one registry read) and its model reloaded only
-when the alias has moved, so a promotion or rollback takes effect at the next request.
+The champion is re-read from the registry only when the registry's database changed
+(a promotion or rollback writes it), and swapped whole, so a request sees one model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from fastapi import FastAPI, HTTPException
+import duckdb
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from pydantic import BaseModel, Field
 
 from ranking.features.store import get_store
 from ranking.publishing import aliases, models
-from ranking.serving.ranker import rank_request, served_impressions
+from ranking.retrieval.published import PublishedCandidates, load_published
+from ranking.schema import SERVED_LOG_PREFIX, SERVED_LOG_SUFFIX
+from ranking.serving.ranker import (
+    RANKED_COLUMNS,
+    RankedList,
+    rank_for_user,
+    rank_request,
+    served_impressions,
+)
 from ranking.settings import Settings
 from ranking.training.tracking import client_for
 
+#: Hard bounds of the request model; the settings may only tighten them.
+MAX_K, MAX_ID = 500, 10_000
+
 
 class RankRequest(BaseModel):
-    user_id: str = Field(min_length=1, max_length=200)
-    k: int = Field(default=10, ge=1, le=500)
+    user_id: str = Field(min_length=1, max_length=MAX_ID)
+    k: int = Field(default=10, ge=1, le=MAX_K)
     candidates: list[str] | None = Field(
         default=None, description="Item ids to rank; default: the retrieved candidates."
     )
@@ -42,6 +81,11 @@ class RankedItem(BaseModel):
     category: str
     score: float
     sources: str = Field(default="", description="The retrieval sources that proposed it.")
+    rule: str = Field(
+        default="model",
+        description="What placed it: 'model' (the score order), 'fresh_slot', "
+        "'category_cap_fill' or 'unanswered_fill' (see the business rules).",
+    )
 
 
 class RankResponse(BaseModel):
@@ -50,56 +94,317 @@ class RankResponse(BaseModel):
     model_version: str | None
     fallback: str | None
     items: list[RankedItem]
+    dropped: dict[str, int] = Field(
+        default_factory=dict, description="Candidates each business rule kept out of the list."
+    )
+    unknown_items: list[str] = Field(
+        default_factory=list, description="Caller's ids no catalogue or event knows: not ranked."
+    )
 
 
 class _ChampionCache:
-    """The champion model, reloaded only when the alias points somewhere new."""
+    """The champion model, reloaded only when the alias points somewhere new; the alias is
+    re-read only when the registry's SQLite files changed (any registry write does)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings, self.champion, self.lock = settings, None, threading.Lock()
         self.client = client_for(settings)  # once: requests only read the alias
+        local = settings.publishing.mlflow_uri is None
+        db = settings.mlflow_dir / "mlflow.db"
+        self.files = [db, db.with_name(db.name + "-wal")] if local else None
+        self.stamp: tuple | None = None
+
+    def _stamp(self) -> tuple | None:
+        if self.files is None:
+            return None  # a tracking server: ask it every time
+        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self.files)
 
     def get(self) -> models.Champion | None:
+        stamp = self._stamp()
+        if stamp is not None and stamp == self.stamp:
+            return self.champion
         version = aliases.current_champion_version(self.client, self.settings.publishing.model_name)
         with self.lock:
             if version is None:
                 self.champion = None
             elif self.champion is None or self.champion.version != version:
                 self.champion = models.load_version(self.settings, version)
+            self.stamp = stamp
             return self.champion
+
+
+class _Metrics:
+    """The service's Prometheus metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("ranking_requests", "Ranking calls by HTTP status.",
+                                ["status"], registry=self.registry)  # fmt: skip
+        self.latency = Histogram(
+            "ranking_request_seconds", "Time to answer a ranking call.", registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )  # fmt: skip
+        self.work = Histogram(
+            "ranking_work_seconds", "Time a worker spent ranking (the rest is waiting).",
+            registry=self.registry, buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )  # fmt: skip
+        self.fallbacks = Counter("ranking_fallbacks", "Lists served without the model's order.",
+                                 ["reason"], registry=self.registry)  # fmt: skip
+        self.in_flight = Gauge("ranking_in_flight", "Ranking calls being worked on.",
+                               registry=self.registry)  # fmt: skip
+        self.model = Gauge("ranking_model_version", "Champion version of the last call.",
+                           registry=self.registry)  # fmt: skip
+
+
+_metrics_of_process: list[_Metrics] = []
+
+
+def process_metrics() -> _Metrics:
+    """The metrics, one set per process as Prometheus clients expect. (Importing Feast may
+    switch prometheus_client to multi-process values, under which two metrics of one name
+    in one process share their value whatever registry holds them: a set per app would
+    only pretend to be separate.)"""
+    if not _metrics_of_process:
+        _metrics_of_process.append(_Metrics())
+    return _metrics_of_process[0]
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused with 413 before the
+    app reads it, whether it announces its length (Content-Length) or streams in chunks."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send) -> None:
+        answer = JSONResponse({"detail": f"body over {self.limit} bytes"}, status_code=413)
+        await answer(scope, receive, send)
+
+
+class _Busy(Exception):
+    """The call cannot be served now; the client should retry."""
+
+
+def _fallback_reason(fallback: str | None) -> str:
+    if fallback is None:
+        return ""
+    for key in ("deadline", "no champion", "no features online", "no candidate"):
+        if key in fallback:
+            return key.replace(" ", "_")
+    return "other"
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
     """The service for one home; ``clock`` gives the request time (naive UTC)."""
     app = FastAPI(title="ranking", description="Rank items for a user with the champion.")
+    serving = settings.serving
     champions = _ChampionCache(settings)
     store = get_store(settings)
     served_dir = settings.raw_dir / "served"
     served_dir.mkdir(parents=True, exist_ok=True)
     write_lock = threading.Lock()
+    metrics = process_metrics()
+    workers = ThreadPoolExecutor(max_workers=serving.max_in_flight, thread_name_prefix="rank")
+    busy = {"calls": 0}  # changed on the event loop only
+    token = serving.api_token.get_secret_value().encode() if serving.api_token else None
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The field and the reason, never the input: it may be large or someone else's.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
+                  for e in exc.errors()]  # fmt: skip
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_middleware(_BodyLimit, limit=serving.max_body_bytes)
+
+    def require_token(authorization: str = Header(default="")) -> None:
+        """With a token configured, the route needs ``Authorization: Bearer <token>``
+        (a route dependency, so a path prefix at a proxy cannot route around it)."""
+        if token is not None and not hmac.compare_digest(
+            authorization.encode(), b"Bearer " + token
+        ):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     @app.get("/health")
-    def health() -> dict[str, str | None]:
-        champion = champions.get()
-        return {"status": "ok", "model_version": champion.version if champion else None}
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
 
-    @app.post("/rank", response_model=RankResponse)
-    def rank(request: RankRequest) -> RankResponse:
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """Readiness: the publication (candidates and features), the online store's
+        tables and a champion are there."""
+        checks = {
+            "candidates": load_published(settings, clock()) is not None,
+            "online_store": _online_store_ready(settings),
+        }
+        champion = champions.get()
+        checks["champion"] = champion is not None
+        body = {"ready": all(checks.values()), "checks": checks,
+                "model_version": champion.version if champion else None}  # fmt: skip
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/metrics", dependencies=[Depends(require_token)])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def check_limits(request: RankRequest) -> None:
+        ids = [request.user_id, *(request.candidates or [])]
+        if request.candidates is not None and len(request.candidates) > serving.max_candidates:
+            raise HTTPException(422, f"candidates: more than {serving.max_candidates} ids")
+        if any(len(i) > serving.max_id_length or not i for i in ids):
+            raise HTTPException(422, f"ids must be 1 to {serving.max_id_length} characters")
+
+    def rank_now(request: RankRequest, now: datetime) -> tuple[RankedList, list[str]]:
+        with metrics.work.time():
+            return _rank_now(request, now)
+
+    def _rank_now(request: RankRequest, now: datetime) -> tuple[RankedList, list[str]]:
+        items, unknown = _known_candidates(load_published(settings, now), request.candidates)
+        if items == []:
+            empty = pd.DataFrame(columns=RANKED_COLUMNS)
+            return RankedList(request.user_id, empty, None, "no candidate items"), unknown
+        try:
+            ranked = rank_request(settings, store, champions.get(), request.user_id, now,
+                                  request.k, items)  # fmt: skip
+        except duckdb.IOException as error:  # a writer holds the warehouse
+            raise _Busy(str(error).splitlines()[0]) from error
+        return ranked, unknown
+
+    def deadline_answer(request: RankRequest, now: datetime) -> tuple[RankedList, list[str]]:
+        """The fallback order of the same candidates, from the publication only."""
+        published = load_published(settings, now)
+        if published is None:
+            raise _Busy(f"no answer within {serving.deadline_ms:.0f} ms")
+        items, unknown = _known_candidates(published, request.candidates)
+        if items == []:
+            empty = pd.DataFrame(columns=RANKED_COLUMNS)
+            return RankedList(request.user_id, empty, None, "no candidate items"), unknown
+        candidates = (published.for_items(request.user_id, items) if items
+                      else published.for_user(request.user_id, serving.candidate_pool))  # fmt: skip
+        ranked = rank_for_user(None, None, candidates, request.user_id, now, request.k, serving)
+        order = "last week's popularity" if items else "retrieval's fused order"
+        ranked.fallback = f"deadline of {serving.deadline_ms:.0f} ms passed: {order}"
+        ranked.user_known = published.knows_user(request.user_id)
+        return ranked, unknown
+
+    def release(_: object) -> None:
+        busy["calls"] -= 1
+        metrics.in_flight.set(busy["calls"])
+
+    @app.post("/rank", response_model=RankResponse, dependencies=[Depends(require_token)])
+    async def rank(request: RankRequest) -> RankResponse:
+        started = time.perf_counter()
+        try:
+            response = await _rank(request)
+        except HTTPException as error:
+            metrics.requests.labels(str(error.status_code)).inc()
+            raise
+        metrics.requests.labels("200").inc()
+        metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _rank(request: RankRequest) -> RankResponse:
+        check_limits(request)
         if not settings.warehouse_path.exists():
             raise HTTPException(503, "no warehouse yet: run `ranking demo` or `ranking ingest`")
+        if busy["calls"] >= serving.max_in_flight:
+            raise HTTPException(503, "busy: too many ranking calls at once",
+                                headers={"Retry-After": "1"})  # fmt: skip
         now = clock()
-        ranked = rank_request(settings, store, champions.get(), request.user_id, now,
-                                    request.k, request.candidates)  # fmt: skip
+        busy["calls"] += 1
+        metrics.in_flight.set(busy["calls"])
+        work = asyncio.get_running_loop().run_in_executor(workers, rank_now, request, now)
+        work.add_done_callback(release)
+        try:
+            ranked, unknown = await asyncio.wait_for(asyncio.shield(work),
+                                                     serving.deadline_ms / 1000)  # fmt: skip
+        except TimeoutError:
+            try:
+                ranked, unknown = deadline_answer(request, now)
+            except _Busy as busy_error:
+                raise HTTPException(503, str(busy_error), headers={"Retry-After": "1"}) from None
+        except _Busy as busy_error:
+            raise HTTPException(503, f"busy: {busy_error}", headers={"Retry-After": "1"}) from None
+        if ranked.fallback:
+            metrics.fallbacks.labels(_fallback_reason(ranked.fallback)).inc()
+        if ranked.model_version:
+            metrics.model.set(float(ranked.model_version))
         request_id = uuid.uuid4().hex
-        lines = served_impressions(ranked, request_id, now)
-        with write_lock, open(served_dir / f"served-{now:%Y%m%d}.jsonl", "a") as fh:
-            fh.writelines(json.dumps(line) + "\n" for line in lines)
+        if ranked.user_known is not False:  # the log feeds training: no made-up users
+            lines = served_impressions(ranked, request_id, now)
+            with write_lock, open(served_dir / served_log_name(now), "a") as fh:
+                fh.writelines(json.dumps(line) + "\n" for line in lines)
         return RankResponse(
             request_id=request_id,
             user_id=ranked.user_id,
             model_version=ranked.model_version,
             fallback=ranked.fallback,
             items=[RankedItem(**row) for row in ranked.items.to_dict(orient="records")],
+            dropped=ranked.dropped,
+            unknown_items=unknown,
         )
 
+    app.state.metrics = metrics
     return app
+
+
+def served_log_name(now: datetime) -> str:
+    """The day's served log (a name ingest recognises, see ``is_served_log``)."""
+    return f"{SERVED_LOG_PREFIX}{now:%Y%m%d}{SERVED_LOG_SUFFIX}"
+
+
+def _known_candidates(
+    published: PublishedCandidates | None, items: list[str] | None
+) -> tuple[list[str] | None, list[str]]:
+    """The caller's ``items`` the publication knows (None: rank the retrieved candidates;
+    an empty list: none known) and the unknown ones, reported instead of ranked. Without a
+    publication the warehouse's lookup decides later."""
+    if not items or published is None:
+        return items or None, []
+    known = published.items.index
+    unknown = sorted({i for i in items if i not in known})
+    return [i for i in items if i in known], unknown
+
+
+def _online_store_ready(settings: Settings) -> bool:
+    """The embedded online store's database holds feature tables (other stores: assumed)."""
+    path = settings.feast_dir / "online_store.db"
+    if not (settings.feast_dir / "registry.db").exists():
+        return False
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+            return tables.fetchone()[0] > 0
+    except sqlite3.Error:
+        return False

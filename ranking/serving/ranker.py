@@ -8,19 +8,24 @@ so. The CLI (``ranking rank``) and the HTTP service call the same :func:`rank_re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
+from ranking.features.online import ViewTable, lookup, request_timestamp_s
 from ranking.features.store import online_features
 from ranking.publishing.models import Champion
+from ranking.retrieval.merge import RETRIEVAL_FEATURES
+from ranking.retrieval.published import load_published
 from ranking.schema import IMPRESSION
 from ranking.serving.candidates import candidates_for
-from ranking.settings import Settings
+from ranking.serving.rules import MODEL, apply_rules
+from ranking.settings import ServingSettings, Settings
 
 #: What a ranked list shows for each item.
-RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources"]
+RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources", "rule"]
 #: A feature every known user has online; all-null means the store does not know them.
 USER_PRESENCE_FEATURE = "user_events_all"
 
@@ -33,6 +38,8 @@ class RankedList:
     items: pd.DataFrame  # rank, item_id, category, score, sources
     model_version: str | None
     fallback: str | None  # why the fallback order was used, else None
+    dropped: dict[str, int] = field(default_factory=dict)  # kept out of the list, per rule
+    user_known: bool | None = None  # False: no event or feature knows the user
 
 
 def rank_for_user(
@@ -42,42 +49,78 @@ def rank_for_user(
     user_id: str,
     now: datetime,
     k: int = 10,
+    rules: ServingSettings | None = None,
+    views: dict[str, ViewTable] | None = None,
 ) -> RankedList:
-    """Score ``candidates`` for ``user_id`` and return the top ``k``.
+    """Score ``candidates`` for ``user_id`` and return the top ``k``, after the business
+    ``rules`` when given (see ``ranking.serving.rules``), else in score order.
 
-    The champion's features are the online ones from Feast, then the request-time ones the
-    candidates carry (the retrieval features)."""
+    The champion's features are the online ones from Feast (looked up in ``views``, the
+    published copy of Feast's online values, when they hold them all), then the
+    request-time ones the candidates carry (the retrieval features)."""
     if candidates.empty:
         return RankedList(user_id, pd.DataFrame(columns=RANKED_COLUMNS), None,
                           "no candidate items")  # fmt: skip
     fallback = None if champion is not None else "no champion model registered yet"
+    known = None
     scored = candidates.copy()
     if champion is not None:
-        request_s = int(now.replace(tzinfo=UTC).timestamp())
-        rows = [
-            {"user_id": user_id, "item_id": i, "category": c, "request_timestamp_s": request_s}
-            for i, c in zip(scored["item_id"], scored["category"], strict=True)
-        ]
-        feats = online_features(store, rows, champion.feature_service)
+        feats = _online(store, champion, scored, user_id, now, views)
         if feats[USER_PRESENCE_FEATURE].isna().all():
             fallback = f"user {user_id!r} has no features online (unknown or new user)"
+            known = False
         else:
-            carried = [f for f in champion.features if f not in feats.columns]
-            feats[carried] = scored.reindex(columns=carried).to_numpy(dtype=float)
-            x = feats[champion.features].astype("float32")
-            scored["score"] = champion.model.predict(x)
+            scored["score"] = champion.model.predict(_model_input(champion, feats, scored))
     if fallback is not None:
         scored["score"] = scored["fallback_score"].astype(float)
     if "sources" not in scored.columns:
         scored["sources"] = ""
-    top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
+    if rules is None:
+        top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
+        top, dropped = top.assign(rule=MODEL), {}
+    else:
+        ruled = apply_rules(scored, k, rules, now)
+        top, dropped = ruled.items, ruled.dropped
     top.insert(0, "rank", range(1, len(top) + 1))
     return RankedList(
         user_id=user_id,
         items=top[RANKED_COLUMNS].reset_index(drop=True),
         model_version=None if fallback else champion.version,
         fallback=fallback,
+        dropped=dropped,
+        user_known=known,
     )
+
+
+def _model_input(champion: Champion, feats: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
+    """The champion's features in its order: stored and context ones from ``feats``, the
+    request-time ones the candidates carry (retrieval's) from ``scored``, NaN if neither."""
+    x = np.full((len(scored), len(champion.features)), np.nan, dtype=np.float32)
+    stored = [(j, f) for j, f in enumerate(champion.features) if f in feats.columns]
+    carried = [(j, f) for j, f in enumerate(champion.features)
+               if f not in feats.columns and f in scored.columns]  # fmt: skip
+    for source, present in ((feats, stored), (scored, carried)):
+        if present:
+            columns = [f for _, f in present]
+            x[:, [j for j, _ in present]] = source[columns].to_numpy(dtype=np.float32)
+    return x
+
+
+def _online(store, champion: Champion, scored: pd.DataFrame, user_id: str, now: datetime,
+            views: dict[str, ViewTable] | None) -> pd.DataFrame:  # fmt: skip
+    """The champion's stored and context features for each candidate."""
+    if views:
+        wanted = [f for f in champion.features if f not in RETRIEVAL_FEATURES]
+        wanted += [] if USER_PRESENCE_FEATURE in wanted else [USER_PRESENCE_FEATURE]
+        found = lookup(views, wanted, user_id, scored[["item_id", "category"]], now)
+        if found is not None:
+            return found
+    request_s = request_timestamp_s(now)
+    rows = [
+        {"user_id": user_id, "item_id": i, "category": c, "request_timestamp_s": request_s}
+        for i, c in zip(scored["item_id"], scored["category"], strict=True)
+    ]
+    return online_features(store, rows, champion.feature_service)
 
 
 def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:
@@ -109,4 +152,9 @@ def rank_request(
 ) -> RankedList:
     """Rank for ``user_id``: the caller's ``item_ids``, or the retrieved candidates."""
     candidates = candidates_for(settings, user_id, now, item_ids)
-    return rank_for_user(store, champion, candidates, user_id, now, k)
+    published = load_published(settings, now)
+    views = published.views if published is not None else None
+    ranked = rank_for_user(store, champion, candidates, user_id, now, k, settings.serving, views)
+    if published is not None and not published.knows_user(user_id):
+        ranked.user_known = False
+    return ranked

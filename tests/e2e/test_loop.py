@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from prefect.testing.utilities import prefect_test_harness
@@ -23,17 +24,19 @@ from flows.train import train_flow
 from ranking.checks.report import QualityError
 from ranking.evaluation.report import evaluate_champion
 from ranking.features import store
+from ranking.features.online import lookup, request_timestamp_s
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.publishing import aliases, models
 from ranking.retrieval.published import load_published
 from ranking.schema import CHAMPION
+from ranking.serving.candidates import candidates_for
 from ranking.serving.http import create_app
-from ranking.serving.ranker import rank_request
+from ranking.serving.ranker import rank_for_user, rank_request
 from ranking.settings import get_settings
 from ranking.training import tracking
-from ranking.warehouse import most_active_user
+from ranking.warehouse import most_active_user, warehouse
 from tests.conftest import END, NOW
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +94,14 @@ def test_online_store_and_ranked_list(loop_run) -> None:
     assert ranked.fallback is None
     assert ranked.model_version == result.training.version
     assert len(ranked.items) == 10
-    assert ranked.items["score"].is_monotonic_decreasing
+    # The business rules: the model's order, then items held back (here: shown to this
+    # heavy user many times with no reaction) filling the list.
+    by_model = ranked.items["rule"] == "model"
+    assert ranked.items.loc[by_model, "score"].is_monotonic_decreasing
+    assert set(ranked.items["rule"]) <= {"model", "fresh_slot", "category_cap_fill",
+                                         "unanswered_fill"}  # fmt: skip
+    assert list(by_model) == sorted(by_model, reverse=True) or ranked.items["rule"].iloc[-1] == (
+        "fresh_slot")  # fmt: skip
     assert list(ranked.items["rank"]) == list(range(1, 11))
     published = load_published(settings, NOW)  # the features flow published retrieval
     assert published is not None and published.at == END
@@ -104,6 +114,39 @@ def test_online_store_and_ranked_list(loop_run) -> None:
         store.service_name(settings),
     )  # fmt: skip
     assert online.loc[0, "user_events_all"] > 0
+
+
+def test_published_features_are_feasts_online_values(loop_run) -> None:
+    """The features flow copied Feast's online values into the publication: for users
+    known and unknown, their candidates and request times across a week, the lookup gives
+    what `get_online_features` gives for the champion's service (context included), and
+    ranking through it scores exactly as ranking through Feast."""
+    settings, _, result = loop_run
+    published = load_published(settings, NOW)
+    assert {"user_long_term", "item_stats", "user_category"} <= set(published.views)
+    fs = store.get_store(settings)
+    champion = models.load_champion(settings)
+    service = store.service_features(fs, champion.feature_service)
+    users = [most_active_user(settings.warehouse_path), "nobody-here"]
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        users += [u for (u,) in con.execute(
+            "SELECT DISTINCT user_id FROM events ORDER BY 1 LIMIT 3").fetchall()]  # fmt: skip
+    for n, user in enumerate(users):
+        moment = NOW + timedelta(hours=17 * n)  # other hours and days of the week
+        candidates = published.for_user(user, 60)
+        candidates = pd.concat([candidates, pd.DataFrame(
+            {"item_id": ["not-an-item"], "category": ["nowhere"]})], ignore_index=True)  # fmt: skip
+        looked_up = lookup(published.views, service, user, candidates, moment)
+        stamp = request_timestamp_s(moment)
+        pairs = zip(candidates["item_id"], candidates["category"], strict=True)
+        rows = [{"user_id": user, "item_id": i, "category": c, "request_timestamp_s": stamp}
+                for i, c in pairs]  # fmt: skip
+        from_feast = store.online_features(fs, rows, champion.feature_service)[service]
+        pd.testing.assert_frame_equal(looked_up, from_feast.astype(float), check_dtype=False)
+        served = rank_request(settings, fs, champion, user, moment, k=10)
+        through_feast = rank_for_user(fs, champion, candidates_for(settings, user, moment),
+                                      user, moment, 10, settings.serving, views=None)  # fmt: skip
+        pd.testing.assert_frame_equal(served.items, through_feast.items)
 
 
 def test_unknown_user_gets_the_popularity_fallback(loop_run) -> None:
@@ -223,15 +266,20 @@ def test_http_service_ranks_with_the_champion_and_logs_what_it_served(
         tracking.client_for(settings), settings.publishing.model_name
     )
     http = TestClient(create_app(settings, clock=lambda: NOW))
-    assert http.get("/health").json() == {"status": "ok", "model_version": champion}
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["model_version"] == champion
     user = most_active_user(settings.warehouse_path)
     body = http.post("/rank", json={"user_id": user, "k": 5}).json()
     assert body["model_version"] == champion and body["fallback"] is None
-    scores = [item["score"] for item in body["items"]]
-    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert len(body["items"]) == 5
+    by_model = [item["score"] for item in body["items"] if item["rule"] == "model"]
+    assert by_model and by_model == sorted(by_model, reverse=True)
     chosen = [body["items"][3]["item_id"], body["items"][4]["item_id"], "no-such-item"]
     given = http.post("/rank", json={"user_id": user, "k": 2, "candidates": chosen}).json()
-    assert {item["item_id"] for item in given["items"]} <= set(chosen)
+    assert {item["item_id"] for item in given["items"]} <= set(chosen[:2])
+    assert given["unknown_items"] == ["no-such-item"]
     assert http.post("/rank", json={"user_id": "", "k": 0}).status_code == 422
     served = settings.raw_dir / "served" / f"served-{NOW:%Y%m%d}.jsonl"
     lines = [json.loads(line) for line in served.read_text().splitlines()]

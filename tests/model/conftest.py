@@ -19,7 +19,7 @@ from ranking.features import store
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
-from ranking.schema import TEST
+from ranking.schema import TEST, TRAIN, VALID
 from ranking.settings import Settings, get_settings
 from ranking.training import dataset, rankers
 from tests.conftest import END, NOW
@@ -52,11 +52,11 @@ class TrainedHome:
         return rankers.score(self.ranker.model, rows, self.features)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData) -> TrainedHome:
-    settings = get_settings(home=tmp_path_factory.mktemp("model_home"), training=TRAINING)
+def fit_home(settings: Settings, data: synth.SynthData) -> TrainedHome:
+    """Ingest ``data`` into ``settings``' home, build features up to ``END``, apply and
+    materialize the Feast repo, build the training set through Feast and fit the ranker."""
     ensure_dirs(settings)
-    paths = synth.write(small_data, settings.raw_dir)
+    paths = synth.write(data, settings.raw_dir)
     ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
     build = features.build_feature_tables(
         settings.warehouse_path,
@@ -69,11 +69,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthDat
     fs = store.get_store(settings)
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-    times = dataset.split_times(
-        min(build.snapshots), END, TRAINING["valid_days"], TRAINING["test_days"]
-    )
+    training = settings.training
+    times = dataset.split_times(min(build.snapshots), END, training.valid_days, training.test_days)
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
     ranker = rankers.train_ranker(
-        dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid"), names, settings
+        dataset.split_rows(frame, TRAIN), dataset.split_rows(frame, VALID), names, settings
     )
     return TrainedHome(settings=settings, frame=frame, features=names, times=times, ranker=ranker)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData) -> TrainedHome:
+    settings = get_settings(home=tmp_path_factory.mktemp("model_home"), training=TRAINING)
+    return fit_home(settings, small_data)

@@ -168,3 +168,41 @@ def test_items_bad_rows_quarantined_and_newest_row_wins(tmp_path: Path) -> None:
     with warehouse(tmp_path / "w.duckdb", read_only=True) as con:
         row = con.execute("SELECT primary_category, price, available FROM items").fetchall()
     assert row == [("drama", 2.5, False)]
+
+
+SERVED = {"user_id": "u1", "item_id": "i1", "event_type": "impression",
+          "event_timestamp": "2026-02-02T10:00:00Z", "session_id": "r1", "position": 1}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"item_id": "made-up"}, "served log: item unknown to the catalogue and the events"),
+        ({"user_id": "stranger"}, "served log: user unknown to the events"),
+        ({"item_id": "i" * 21}, "served log: id over 20 characters"),
+        ({"event_type": "purchase"}, "served log: not an impression"),
+    ],
+    ids=["unknown-item", "unknown-user", "long-id", "not-an-impression"],
+)
+def test_a_served_log_keeps_only_what_the_service_could_have_written(
+    tmp_path: Path, change: dict, reason: str
+) -> None:
+    """A file named like the service's log is checked against what the service produces:
+    known users and items, impressions, ids within its limit. The same rows under another
+    name are ordinary events (the service is not their author)."""
+    _write([GOOD], tmp_path / "history.csv")
+    rows = [dict(SERVED, event_id="s-ok"), dict(SERVED, event_id="s-bad", **change)]
+    served = _write(rows, tmp_path / "served-20260202.jsonl")
+    other = _write(rows, tmp_path / "other.jsonl")
+    with warehouse(tmp_path / "w.duckdb") as con:
+        load_events(con, tmp_path / "history.csv", TYPES, NOW)
+        checked = load_events(con, served, TYPES, NOW, served_id_length=20)
+        plain = load_events(con, other, TYPES, NOW, served_id_length=20)
+        stored = con.execute(
+            "SELECT reason, record FROM quarantine WHERE source_file LIKE '%served-%'"
+        ).fetchall()
+    assert (checked.accepted, checked.quarantined, checked.reasons) == (1, 1, {reason: 1})
+    assert checked.balanced
+    assert [r for r, _ in stored] == [reason]
+    assert next(iter(change.values())) in stored[0][1]  # the raw record is kept
+    assert (plain.quarantined, plain.duplicates) == (0, 1)  # s-ok already in; s-bad accepted

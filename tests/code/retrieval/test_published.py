@@ -92,13 +92,27 @@ def test_a_user_retrieved_in_a_batch_gets_what_they_get_alone(loaded: Settings) 
 
 
 def test_serving_reads_the_publication_not_the_warehouse(loaded: Settings) -> None:
-    _publish(loaded)
+    """Candidates and what the rules read (consumed, unanswered impressions, freshness,
+    availability) come from the publication as they would live, with no warehouse."""
     user = _users(loaded, 1)[0]
-    with warehouse(loaded.warehouse_path, read_only=True) as con:
-        live = retrieved_for_user(con, loaded, user, AT, loaded.serving.candidate_pool)
+    items = ["not-an-item", *_users_items(loaded, user)]
+    live = candidates_for(loaded, user, AT)  # no publication yet
+    live_given = candidates_for(loaded, user, AT, items)
+    assert live["created_at"].notna().all() and live_given["consumed"].sum() >= 3
+    _publish(loaded)
     loaded.warehouse_path.rename(loaded.warehouse_path.with_suffix(".away"))
-    served = candidates_for(loaded, user, AT + timedelta(hours=5))
-    pd.testing.assert_frame_equal(served, live, check_dtype=False)
+    for request in (AT, AT + timedelta(hours=5)):
+        pd.testing.assert_frame_equal(candidates_for(loaded, user, request), live,
+                                      check_dtype=False)  # fmt: skip
+        pd.testing.assert_frame_equal(candidates_for(loaded, user, request, items), live_given,
+                                      check_dtype=False)  # fmt: skip
+
+
+def _users_items(settings: Settings, user: str) -> list[str]:
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        return [i for (i,) in con.execute(
+            "SELECT DISTINCT item_id FROM events WHERE user_id = ? AND event_timestamp < ? "
+            "ORDER BY 1 LIMIT 8", [user, AT]).fetchall()]  # fmt: skip
 
 
 def test_a_publication_serves_only_later_requests_with_the_same_settings(
@@ -112,7 +126,7 @@ def test_a_publication_serves_only_later_requests_with_the_same_settings(
     with warehouse(loaded.warehouse_path, read_only=True) as con:  # so it retrieves live
         live = retrieved_for_user(con, other, "someone-new", AT, 500)
     assert (live["retrieval_popular_rank"] <= 7).sum() == 7
-    served = candidates_for(other, "someone-new", AT)
+    served = candidates_for(other, "someone-new", AT)[CANDIDATE_COLUMNS]
     pd.testing.assert_frame_equal(served, live.head(other.serving.candidate_pool))
 
 

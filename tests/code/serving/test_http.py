@@ -100,9 +100,15 @@ def test_service_starts_without_feast_apply(empty) -> None:
     assert client.get("/health").status_code == 200
 
 
-def test_health_without_a_champion_has_no_model_version(empty) -> None:
+def test_health_is_alive_but_not_ready_without_data(empty) -> None:
+    """Liveness says the process answers; readiness names what is missing."""
     _, client = empty
-    assert client.get("/health").json() == {"status": "ok", "model_version": None}
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["ready"] is False and body["model_version"] is None
+    assert body["checks"] == {"candidates": False, "online_store": False, "champion": False}
 
 
 def test_rank_before_any_warehouse_is_503_naming_the_command(empty) -> None:
@@ -157,7 +163,11 @@ def test_rank_the_callers_candidates(shop) -> None:
     _, client = shop
     body = client.post("/rank", json={"user_id": "u1", "k": 2, "candidates": ["i5", "i4", "i3"]})
     assert body.status_code == 200
-    assert [item["item_id"] for item in body.json()["items"]] == ["i4", "i3"]
+    # u1 clicked i3 (consumed); i4 is unavailable (and clicked): the rules keep both out.
+    assert [item["item_id"] for item in body.json()["items"]] == ["i5"]
+    assert body.json()["items"][0]["rule"] == "model"
+    assert body.json()["dropped"] == {"unavailable": 1, "consumed": 1,
+                                      "unanswered_impressions": 0, "category_cap": 0}  # fmt: skip
 
 
 def test_served_list_is_appended_to_the_days_log(shop) -> None:

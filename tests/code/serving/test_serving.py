@@ -439,9 +439,15 @@ def test_rank_request_without_a_list_falls_back_to_retrieval(shop, item_ids) -> 
 
 def test_rank_request_ranks_the_callers_items(shop) -> None:
     ranked = rank_request(shop, None, None, "ua", NOW, k=10, item_ids=["i4", "i2", "i6"])
-    assert list(ranked.items["item_id"]) == ["i6", "i2", "i4"]  # 4, 2, 0 positive events
-    assert list(ranked.items["score"]) == [4.0, 2.0, 0.0]
-    assert list(ranked.items["sources"]) == ["", "", "popular"]  # retrieval offers ua only i4
+    # The business rules: i6 is unavailable, ua bought i2; only i4 is left to rank.
+    assert list(ranked.items["item_id"]) == ["i4"]
+    assert ranked.dropped["unavailable"] == 1 and ranked.dropped["consumed"] == 1
+    # Without them, the fallback order: 4, 2 and 0 positive events last week.
+    no_rules = shop.updated(serving={"drop_consumed": False, "fresh_slot_days": 0})
+    ranked = rank_request(no_rules, None, None, "ua", NOW, k=10, item_ids=["i4", "i2", "i6"])
+    assert list(ranked.items["item_id"]) == ["i2", "i4"]
+    assert list(ranked.items["score"]) == [2.0, 0.0]
+    assert list(ranked.items["sources"]) == ["", "popular"]  # retrieval offers ua only i4
 
 
 def test_rank_request_pool_caps_the_candidates(shop) -> None:
