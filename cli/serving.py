@@ -96,4 +96,5 @@ def serve_http(
              "or bind to 127.0.0.1")  # fmt: skip
     console.print(f"Serving on http://{host}:{port} (docs at /docs); served lists go to "
                   f"{settings.raw_dir / 'served'}", soft_wrap=True)  # fmt: skip
-    uvicorn.run(create_app(settings, clock=now), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, clock=now), host=host, port=port, log_level="warning",
+                limit_concurrency=settings.serving.max_connections)  # fmt: skip

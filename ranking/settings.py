@@ -197,18 +197,20 @@ class ServingSettings(_Section):
     candidate_pool: int = Field(
         default=500, description="Retrieved candidates scored per ranking call, at most."
     )
-    max_in_flight: int = Field(
-        default=8,
-        ge=1,
-        description="Ranking calls the service works on at once; more are "
-        "refused at once with 503 and Retry-After (no unbounded queue).",
-    )
-    deadline_ms: float = Field(
-        default=250.0,
-        gt=0,
-        description="A ranking call that takes longer is answered with "
-        "retrieval's fused order, and says so.",
-    )
+    max_in_flight: int = Field(default=32, ge=1, description="Ranking calls the service "
+                               "holds at once, running or waiting for a worker thread; more "
+                               "are refused at once with 503 and Retry-After.")  # fmt: skip
+    worker_threads: int = Field(default=1, ge=1, description="Threads that rank. Ranking is "
+                                "Python under one interpreter lock: more threads take turns "
+                                "and lengthen every call.")  # fmt: skip
+    refresh_seconds: float = Field(default=0.5, gt=0, description="How often the service "
+                                   "looks for a moved champion alias and a new publication "
+                                   "(read in the background).")  # fmt: skip
+    max_connections: int = Field(default=64, ge=1, description="Connections the HTTP server "
+                                 "holds at once (uvicorn's limit_concurrency); past it, 503 "
+                                 "before any work.")  # fmt: skip
+    deadline_ms: float = Field(default=250.0, gt=0, description="A ranking call that takes "
+                               "longer is answered in the fallback order, says so.")  # fmt: skip
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token /rank and /metrics require; needed when the "

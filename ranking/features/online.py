@@ -111,18 +111,23 @@ def lookup(
     out = np.full((n, len(features)), np.nan)
     where = {name: j for j, name in enumerate(features)}
     found = set()
-    item_ids = items["item_id"].tolist()
+    # Each distinct entity once: the user, each item, each category present (a row of
+    # the looked-up block per distinct key, spread back to the candidates by ``spread``).
+    codes, categories = pd.factorize(
+        items["category"].to_numpy(dtype=object), use_na_sentinel=False
+    )
     keys_of = {
-        ("user_id",): [user_id],
-        ("item_id",): item_ids,
-        ("user_id", "category"): [(user_id, c) for c in items["category"].tolist()],
+        ("user_id",): ([user_id], slice(None)),
+        ("item_id",): (items["item_id"].tolist(), slice(None)),
+        ("user_id", "category"): ([(user_id, c) for c in categories], codes),
     }
     for table in tables.values():
         names = [c for c in table.values.columns if c in where]
         if not names or table.keys not in keys_of:
             continue
-        block = table.take(keys_of[table.keys])[:, [table.columns[c] for c in names]]
-        out[:, [where[c] for c in names]] = block  # one user row broadcasts
+        keys, spread = keys_of[table.keys]
+        block = table.take(keys)[:, [table.columns[c] for c in names]]
+        out[:, [where[c] for c in names]] = block[spread]  # one user row broadcasts
         found.update(names)
     context = request_context(now)
     for name in CONTEXT_COLUMNS:

@@ -67,10 +67,20 @@ def retrieval_dir(settings: Settings) -> Path:
 
 def retrieval_digest(settings: Settings) -> str:
     """A short hash of what shapes retrieval's output: a publication made with other
-    settings is not served."""
+    settings is not served. Kept per settings object (a service asks on every request)."""
+    known = _digests.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
     shape = json.dumps([settings.seed, settings.retrieval.model_dump(mode="json"),
                         settings.events.model_dump(mode="json")], sort_keys=True)  # fmt: skip
-    return hashlib.sha256(shape.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
+    if len(_digests) >= 16:
+        _digests.clear()
+    _digests[id(settings)] = (settings, digest)  # the object kept: its id is not reused
+    return digest
+
+
+_digests: dict[int, tuple[Settings, str]] = {}
 
 
 def _with_category(found: pd.DataFrame, categories: dict[str, str]) -> pd.DataFrame:
@@ -277,7 +287,9 @@ def _read(path: Path, key: tuple) -> PublishedCandidates:
     for view in manifest.get("views", []):
         values = pd.read_parquet(path / _view_file(view["view"]))
         keys = tuple(view["keys"])
-        views[view["view"]] = ViewTable(view["view"], keys, values.set_index(list(keys)))
+        table = ViewTable(view["view"], keys, values.set_index(list(keys)))
+        table.take([]), table.columns  # builds the lookups now, not in the first request
+        views[view["view"]] = table
     return PublishedCandidates(
         key=key,
         at=datetime.fromisoformat(manifest["at"]),
@@ -303,12 +315,23 @@ def load_published(settings: Settings, at: datetime) -> PublishedCandidates | No
     path = retrieval_dir(settings) / name
     try:
         key = (name, (path / MANIFEST).stat().st_mtime_ns)
-        with _loaded_lock:
-            published = _loaded.get(path)
-            if published is None or published.key != key:
-                published = _read(path, key)
-                _loaded.clear()
-                _loaded[path] = published
+        published = _loaded.get(path)
+        in_memory = next(iter(_loaded.values()), None)
+        # A new publication is read by one thread; meanwhile the others go on with the
+        # one in memory (a service's requests never wait for a features run's output).
+        if (published is None or published.key != key) and _loaded_lock.acquire(
+            blocking=in_memory is None
+        ):
+            try:
+                published = _loaded.get(path)
+                if published is None or published.key != key:
+                    published = _read(path, key)
+                    _loaded.clear()
+                    _loaded[path] = published
+            finally:
+                _loaded_lock.release()
+        elif published is None or published.key != key:
+            published = in_memory
     except FileNotFoundError:  # pruned as we looked: the next call reads the new one
         return None
     if published.at > at or published.digest != retrieval_digest(settings):

@@ -5,10 +5,13 @@ to keep answering.
   online features and the model behind ``models:/<name>@champion``, then the business
   rules. Every served list for a known user is appended to
   ``<home>/raw/served/served-<day>.jsonl`` as impression events in the data contract.
-- Bounded work: at most ``serving.max_in_flight`` calls at once; one more is refused at
-  once with 503 and ``Retry-After`` (no queue that grows under load). A call past
-  ``serving.deadline_ms`` is answered with retrieval's fused order and says so; the work
-  it abandoned still counts against the bound until it ends.
+- Bounded work: ``serving.worker_threads`` threads rank (one by default: ranking is
+  Python, and threads under one interpreter lock only take turns), at most
+  ``serving.max_in_flight`` calls are held, running or waiting; one more is refused at
+  once with 503 and ``Retry-After`` (no queue that grows under load). uvicorn's
+  ``limit_concurrency`` (``serving.max_connections``) refuses connections past it. A call
+  past ``serving.deadline_ms`` is answered with the fallback order of its candidates and
+  says so; work it abandoned while running still counts against the bound until it ends.
 - A warehouse held by a writer (an ingest) never gives a 500: serving reads the
   publication, and where it must read the warehouse, a lock answers 503 and Retry-After.
 - ``GET /health`` says the process lives; ``GET /ready`` whether the candidates, the online
@@ -17,21 +20,25 @@ to keep answering.
   <token>`` (compared in constant time). Requests are bounded (body size, k, number and
   length of ids) and a 422 names the field, never echoing what was sent.
 
-The champion is re-read from the registry only when the registry's database changed
-(a promotion or rollback writes it), and swapped whole, so a request sees one model.
+The champion and the publication are kept current by a background thread (see
+:class:`ranking.serving.watch.Watch`) and swapped whole, so a request sees one model and
+never waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import duckdb
@@ -41,18 +48,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     generate_latest,
 )
 from pydantic import BaseModel, Field
 
 from ranking.features.store import get_store
-from ranking.publishing import aliases, models
 from ranking.retrieval.published import PublishedCandidates, load_published
 from ranking.schema import SERVED_LOG_PREFIX, SERVED_LOG_SUFFIX
+from ranking.serving.guards import BodyLimit, fallback_reason, process_metrics
 from ranking.serving.ranker import (
     RANKED_COLUMNS,
     RankedList,
@@ -60,8 +63,10 @@ from ranking.serving.ranker import (
     rank_request,
     served_impressions,
 )
+from ranking.serving.watch import Watch, warm_up
 from ranking.settings import Settings
-from ranking.training.tracking import client_for
+
+logger = logging.getLogger(__name__)
 
 #: Hard bounds of the request model; the settings may only tighten them.
 MAX_K, MAX_ID = 500, 10_000
@@ -102,136 +107,37 @@ class RankResponse(BaseModel):
     )
 
 
-class _ChampionCache:
-    """The champion model, reloaded only when the alias points somewhere new; the alias is
-    re-read only when the registry's SQLite files changed (any registry write does)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings, self.champion, self.lock = settings, None, threading.Lock()
-        self.client = client_for(settings)  # once: requests only read the alias
-        local = settings.publishing.mlflow_uri is None
-        db = settings.mlflow_dir / "mlflow.db"
-        self.files = [db, db.with_name(db.name + "-wal")] if local else None
-        self.stamp: tuple | None = None
-
-    def _stamp(self) -> tuple | None:
-        if self.files is None:
-            return None  # a tracking server: ask it every time
-        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self.files)
-
-    def get(self) -> models.Champion | None:
-        stamp = self._stamp()
-        if stamp is not None and stamp == self.stamp:
-            return self.champion
-        version = aliases.current_champion_version(self.client, self.settings.publishing.model_name)
-        with self.lock:
-            if version is None:
-                self.champion = None
-            elif self.champion is None or self.champion.version != version:
-                self.champion = models.load_version(self.settings, version)
-            self.stamp = stamp
-            return self.champion
-
-
-class _Metrics:
-    """The service's Prometheus metrics."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("ranking_requests", "Ranking calls by HTTP status.",
-                                ["status"], registry=self.registry)  # fmt: skip
-        self.latency = Histogram(
-            "ranking_request_seconds", "Time to answer a ranking call.", registry=self.registry,
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )  # fmt: skip
-        self.work = Histogram(
-            "ranking_work_seconds", "Time a worker spent ranking (the rest is waiting).",
-            registry=self.registry, buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-        )  # fmt: skip
-        self.fallbacks = Counter("ranking_fallbacks", "Lists served without the model's order.",
-                                 ["reason"], registry=self.registry)  # fmt: skip
-        self.in_flight = Gauge("ranking_in_flight", "Ranking calls being worked on.",
-                               registry=self.registry)  # fmt: skip
-        self.model = Gauge("ranking_model_version", "Champion version of the last call.",
-                           registry=self.registry)  # fmt: skip
-
-
-_metrics_of_process: list[_Metrics] = []
-
-
-def process_metrics() -> _Metrics:
-    """The metrics, one set per process as Prometheus clients expect. (Importing Feast may
-    switch prometheus_client to multi-process values, under which two metrics of one name
-    in one process share their value whatever registry holds them: a set per app would
-    only pretend to be separate.)"""
-    if not _metrics_of_process:
-        _metrics_of_process.append(_Metrics())
-    return _metrics_of_process[0]
-
-
-class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is refused with 413 before the
-    app reads it, whether it announces its length (Content-Length) or streams in chunks."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return None
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await self._refuse(scope, receive, send)
-            more = message.get("more_body", False)
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self.app(scope, replay, send)
-
-    async def _refuse(self, scope, receive, send) -> None:
-        answer = JSONResponse({"detail": f"body over {self.limit} bytes"}, status_code=413)
-        await answer(scope, receive, send)
-
-
 class _Busy(Exception):
     """The call cannot be served now; the client should retry."""
 
 
-def _fallback_reason(fallback: str | None) -> str:
-    if fallback is None:
-        return ""
-    for key in ("deadline", "no champion", "no features online", "no candidate"):
-        if key in fallback:
-            return key.replace(" ", "_")
-    return "other"
-
-
 def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
-    """The service for one home; ``clock`` gives the request time (naive UTC)."""
-    app = FastAPI(title="ranking", description="Rank items for a user with the champion.")
+    """The service for one home; ``clock`` gives the request time (naive UTC). Built
+    warm: the champion and the publication are read, and one list ranked, before the first
+    request; while the app runs (its lifespan) a thread keeps both current."""
     serving = settings.serving
-    champions = _ChampionCache(settings)
+    watch = Watch(settings, clock)
     store = get_store(settings)
+    warm_up(settings, store, clock())
+    watch.refresh()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        watch.start()
+        try:
+            yield
+        finally:
+            watch.stop()
+            workers.shutdown(wait=False, cancel_futures=True)
+            gc.unfreeze()  # what the app held may go now
+
+    app = FastAPI(title="ranking", description="Rank items for a user with the champion.",
+                  lifespan=lifespan)  # fmt: skip
     served_dir = settings.raw_dir / "served"
     served_dir.mkdir(parents=True, exist_ok=True)
     write_lock = threading.Lock()
     metrics = process_metrics()
-    workers = ThreadPoolExecutor(max_workers=serving.max_in_flight, thread_name_prefix="rank")
+    workers = ThreadPoolExecutor(max_workers=serving.worker_threads, thread_name_prefix="rank")
     busy = {"calls": 0}  # changed on the event loop only
     token = serving.api_token.get_secret_value().encode() if serving.api_token else None
 
@@ -242,7 +148,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
                   for e in exc.errors()]  # fmt: skip
         return JSONResponse({"detail": errors}, status_code=422)
 
-    app.add_middleware(_BodyLimit, limit=serving.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=serving.max_body_bytes)
 
     def require_token(authorization: str = Header(default="")) -> None:
         """With a token configured, the route needs ``Authorization: Bearer <token>``
@@ -266,7 +172,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
             "candidates": load_published(settings, clock()) is not None,
             "online_store": _online_store_ready(settings),
         }
-        champion = champions.get()
+        champion = watch.champion
         checks["champion"] = champion is not None
         body = {"ready": all(checks.values()), "checks": checks,
                 "model_version": champion.version if champion else None}  # fmt: skip
@@ -293,7 +199,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
             empty = pd.DataFrame(columns=RANKED_COLUMNS)
             return RankedList(request.user_id, empty, None, "no candidate items"), unknown
         try:
-            ranked = rank_request(settings, store, champions.get(), request.user_id, now,
+            ranked = rank_request(settings, store, watch.champion, request.user_id, now,
                                   request.k, items)  # fmt: skip
         except duckdb.IOException as error:  # a writer holds the warehouse
             raise _Busy(str(error).splitlines()[0]) from error
@@ -342,12 +248,16 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
         now = clock()
         busy["calls"] += 1
         metrics.in_flight.set(busy["calls"])
-        work = asyncio.get_running_loop().run_in_executor(workers, rank_now, request, now)
+        queued = workers.submit(rank_now, request, now)
+        work = asyncio.wrap_future(queued)
         work.add_done_callback(release)
         try:
             ranked, unknown = await asyncio.wait_for(asyncio.shield(work),
                                                      serving.deadline_ms / 1000)  # fmt: skip
         except TimeoutError:
+            # Work still waiting for a thread is dropped (its slot freed now); work
+            # already running ends on its own and keeps its slot until then.
+            queued.cancel()
             try:
                 ranked, unknown = deadline_answer(request, now)
             except _Busy as busy_error:
@@ -355,7 +265,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
         except _Busy as busy_error:
             raise HTTPException(503, f"busy: {busy_error}", headers={"Retry-After": "1"}) from None
         if ranked.fallback:
-            metrics.fallbacks.labels(_fallback_reason(ranked.fallback)).inc()
+            metrics.fallbacks.labels(fallback_reason(ranked.fallback)).inc()
         if ranked.model_version:
             metrics.model.set(float(ranked.model_version))
         request_id = uuid.uuid4().hex

@@ -70,21 +70,23 @@ def rank_for_user(
             fallback = f"user {user_id!r} has no features online (unknown or new user)"
             known = False
         else:
-            scored["score"] = champion.model.predict(_model_input(champion, feats, scored))
+            x = _model_input(champion, feats, scored)
+            scored["score"] = champion.model.get_booster().inplace_predict(x)
     if fallback is not None:
         scored["score"] = scored["fallback_score"].astype(float)
     if "sources" not in scored.columns:
         scored["sources"] = ""
+    shown = RANKED_COLUMNS[1:-1]  # item_id, category, score, sources
     if rules is None:
         top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
-        top, dropped = top.assign(rule=MODEL), {}
+        top, dropped = top[shown].assign(rule=MODEL).reset_index(drop=True), {}
     else:
-        ruled = apply_rules(scored, k, rules, now)
+        ruled = apply_rules(scored, k, rules, now, columns=shown)
         top, dropped = ruled.items, ruled.dropped
     top.insert(0, "rank", range(1, len(top) + 1))
     return RankedList(
         user_id=user_id,
-        items=top[RANKED_COLUMNS].reset_index(drop=True),
+        items=top,
         model_version=None if fallback else champion.version,
         fallback=fallback,
         dropped=dropped,
@@ -94,15 +96,21 @@ def rank_for_user(
 
 def _model_input(champion: Champion, feats: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
     """The champion's features in its order: stored and context ones from ``feats``, the
-    request-time ones the candidates carry (retrieval's) from ``scored``, NaN if neither."""
-    x = np.full((len(scored), len(champion.features)), np.nan, dtype=np.float32)
-    stored = [(j, f) for j, f in enumerate(champion.features) if f in feats.columns]
-    carried = [(j, f) for j, f in enumerate(champion.features)
-               if f not in feats.columns and f in scored.columns]  # fmt: skip
-    for source, present in ((feats, stored), (scored, carried)):
-        if present:
-            columns = [f for _, f in present]
-            x[:, [j for j, _ in present]] = source[columns].to_numpy(dtype=np.float32)
+    request-time ones the candidates carry (retrieval's) from ``scored``, NaN if neither.
+    Positions come from one vectorised lookup per frame: this runs on every request."""
+    names = champion.features
+    x = np.full((len(scored), len(names)), np.nan, dtype=np.float32)
+    in_feats = feats.columns.get_indexer(names)
+    stored = np.flatnonzero(in_feats >= 0)
+    if len(stored):
+        # The published lookup gives only float columns; Feast's frame has the ids too.
+        if all(d.kind == "f" for d in feats.dtypes):
+            x[:, stored] = feats.to_numpy(dtype=np.float32)[:, in_feats[stored]]
+        else:
+            x[:, stored] = feats.iloc[:, in_feats[stored]].to_numpy(dtype=np.float32)
+    in_scored = scored.columns.get_indexer(names)
+    for j in np.flatnonzero((in_feats < 0) & (in_scored >= 0)):
+        x[:, j] = scored[names[j]].to_numpy(dtype=np.float32)
     return x
 
 
@@ -112,7 +120,7 @@ def _online(store, champion: Champion, scored: pd.DataFrame, user_id: str, now: 
     if views:
         wanted = [f for f in champion.features if f not in RETRIEVAL_FEATURES]
         wanted += [] if USER_PRESENCE_FEATURE in wanted else [USER_PRESENCE_FEATURE]
-        found = lookup(views, wanted, user_id, scored[["item_id", "category"]], now)
+        found = lookup(views, wanted, user_id, scored, now)
         if found is not None:
             return found
     request_s = request_timestamp_s(now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -325,3 +326,37 @@ def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serv
              "request_timestamp_s": int(NOW.timestamp())}]  # fmt: skip
     served_new = store.online_features(fs, rows, "ranker_v2")
     assert "user_skip_rate_7d" in served_new.columns
+
+
+def test_the_service_follows_a_moved_alias_without_a_restart(loop_run) -> None:
+    """A promotion while the service runs: within a few refreshes every answer comes from
+    the new champion, none failed meanwhile, and none went back to the old one."""
+    settings, _, _ = loop_run
+    fast = get_settings(home=settings.home, serving={"refresh_seconds": 0.1})
+    client = tracking.client_for(fast)
+    name = fast.publishing.model_name
+    before = aliases.current_champion_version(client, name)
+    current = client.get_model_version(name, before)
+    other = client.create_model_version(name, current.source, run_id=current.run_id,
+                                        tags=dict(current.tags)).version  # fmt: skip
+    user = most_active_user(fast.warehouse_path)
+    seen = []
+    try:
+        with TestClient(create_app(fast, clock=lambda: NOW)) as http:
+            first = http.post("/rank", json={"user_id": user, "k": 3})
+            assert first.status_code == 200 and first.json()["model_version"] == before
+            aliases.promote(fast, str(other), reason="e2e: alias swap")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (not seen or seen[-1] != str(other)):
+                response = http.post("/rank", json={"user_id": user, "k": 3})
+                assert response.status_code == 200
+                seen.append(response.json()["model_version"])
+                time.sleep(0.02)
+            for _ in range(5):  # and it stays
+                seen.append(http.post("/rank", json={"user_id": user, "k": 3}).json()[
+                    "model_version"])  # fmt: skip
+    finally:
+        aliases.promote(fast, before, reason="e2e: alias restored")
+    assert seen[-1] == str(other), seen
+    swapped_at = seen.index(str(other))
+    assert set(seen[:swapped_at]) <= {before} and set(seen[swapped_at:]) == {str(other)}
