@@ -169,13 +169,16 @@ async def burst_then_steady(url: str, users: list[str], args, token: str | None)
     return burst, after, recovered
 
 
-def start_writers(home: Path, log) -> subprocess.Popen:
+def start_writers(home: Path, log, niceness: int) -> subprocess.Popen:
     """Ingest the served log, build features, train: one process after the other, their
-    output to ``log`` (a file: a pipe nobody reads would stall them)."""
+    output to ``log`` (a file: a pipe nobody reads would stall them). ``niceness`` lowers
+    their CPU priority, as batch work beside a service on one machine is run: on 2 cores
+    at full priority they take the cores the service's requests wait for."""
     ranking = Path(sys.executable).with_name("ranking")
     steps = [f"{ranking} ingest {home / 'raw' / 'served'} --home {home}",
              f"{ranking} features --home {home}", f"{ranking} train --home {home}"]  # fmt: skip
-    return subprocess.Popen(["bash", "-c", " && ".join(steps)], stdout=log, stderr=log,
+    return subprocess.Popen(["nice", "-n", str(niceness), "bash", "-c", " && ".join(steps)],
+                            stdout=log, stderr=log,
                             env=os.environ | {"PYTHONWARNINGS": "ignore"})  # fmt: skip
 
 
@@ -239,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-rps", type=float, default=0, help="E.g. 1000 (2 s burst).")
     parser.add_argument("--writers", action="store_true",
                         help="Then serve while ingest, features and train run.")  # fmt: skip
+    parser.add_argument(
+        "--writers-nice",
+        type=int,
+        default=10,
+        help="CPU niceness of the writers (0: same priority as the service).",
+    )
     parser.add_argument("--calls", type=int, default=1000, help="In-process ranking calls.")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path)
@@ -269,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         report = {"steady": summary(steady), "swapped_to": swapped_to[0] if swapped_to else None}
         if args.writers:
             with tempfile.TemporaryFile() as log:
-                writers, started = start_writers(args.home, log), time.perf_counter()
+                writers, started = (
+                    start_writers(args.home, log, args.writers_nice),
+                    time.perf_counter(),
+                )
                 during = asyncio.run(drive(url, users, args.rps, 900, token,
                                            stop=lambda: writers.poll() is not None))  # fmt: skip
                 code = writers.wait()
@@ -277,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 tail = log.read().decode(errors="replace")[-800:] if code else ""
             report["writers"] = summary(during) | {
                 "writers_exit": code, "writers_seconds": time.perf_counter() - started,
+                    "writers_nice": args.writers_nice,
                 "writers_output": tail}  # fmt: skip
         if args.burst_rps:
             burst, after, recovered = asyncio.run(burst_then_steady(url, users, args, token))
@@ -324,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "writers" in report:
         w = report["writers"]
-        console.print(f"writers (ingest, features, train) ran {w['writers_seconds']:.0f} s, "
+        console.print(f"writers (ingest, features, train; nice {w['writers_nice']}) ran "
+                      f"{w['writers_seconds']:.0f} s, "
                       f"exit {w['writers_exit']}; 5xx meanwhile: {w['status_5xx']}")  # fmt: skip
         checks["no 5xx while writers run"] = w["status_5xx"] == 0 and w["writers_exit"] == 0
     if "burst" in report:

@@ -50,6 +50,15 @@ class Watch:
         request stalled, measured on the demo home); frozen, about 1 ms. Memory is still
         freed by reference counting when a newer publication or model replaces them."""
         before = (self.champion, self.published)
+        gc.disable()  # no full pass over the half-built publication while requests wait
+        try:
+            self._load()
+        finally:
+            gc.enable()
+        if (self.champion, self.published) != before:
+            gc.freeze()
+
+    def _load(self) -> None:
         stamp = self._stamp()
         if stamp is None or stamp != self.stamp:
             name = self.settings.publishing.model_name
@@ -60,8 +69,6 @@ class Watch:
                 self.champion = models.load_version(self.settings, version)  # then swapped
             self.stamp = stamp
         self.published = load_published(self.settings, self.clock())
-        if (self.champion, self.published) != before:
-            gc.freeze()
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.settings.serving.refresh_seconds):
