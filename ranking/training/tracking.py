@@ -39,7 +39,10 @@ from ranking.training.rankers import feature_importance  # noqa: E402
 
 #: Version tags copied from the run's tags (what ``ranking models list`` shows).
 VERSION_TAGS = ("feature_service", "data_window", "training_set_hash", "code_version",
-                "data_quality")  # fmt: skip
+                "training_config", "data_quality")  # fmt: skip
+
+#: The folders whose code decides what a training run produces.
+TRAINING_CODE = ("ranking", "flows", "feature_repo")
 
 
 def client_for(settings: Settings) -> MlflowClient:
@@ -56,15 +59,38 @@ def client_for(settings: Settings) -> MlflowClient:
     return client
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def code_version(root: Path = PROJECT_ROOT) -> str:
-    """The git commit of the code, or 'unknown' outside a git checkout."""
+    """The git commit of the code; with uncommitted changes to the training code, the
+    commit plus a digest of those changes (``<commit>+dirty.<digest>``), so a run of
+    edited code is never taken for one of the committed code; 'unknown' outside git."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
+        head = _git(root, "rev-parse", "HEAD").strip()
+        changed = _git(root, "status", "--porcelain", "--untracked-files=all", "--",
+                       *TRAINING_CODE)  # fmt: skip
+        if not changed:
+            return head
+        digest = hashlib.sha256(_git(root, "diff", "HEAD", "--", *TRAINING_CODE).encode())
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    for line in sorted(changed.splitlines()):
+        digest.update(line.encode())
+        path = root / line[3:]
+        if line.startswith("??") and path.is_file():  # new files are not in the diff
+            digest.update(path.read_bytes())
+    return f"{head}+dirty.{digest.hexdigest()[:12]}"
+
+
+def training_config(settings: Settings) -> str:
+    """A digest of what, beside the training set and the code, decides the model: the
+    training settings (hyperparameters, groups, splits) and the seed."""
+    config = {"training": settings.training.model_dump(mode="json"), "seed": settings.seed}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -124,9 +150,10 @@ def run_metrics(
 
 
 def run_tags(
-    service: str, times: SplitTimes, frame: pd.DataFrame, data_quality: str
+    settings: Settings, service: str, times: SplitTimes, frame: pd.DataFrame, data_quality: str
 ) -> dict[str, str]:
-    """The run's tags: feature service, data window, training-set hash, code, data checks."""
+    """The run's tags: feature service, data window, training-set hash, code, training
+    settings, data checks."""
     return {
         "feature_service": service,
         "data_window": f"{times.start:%Y-%m-%dT%H:%M}/{times.end:%Y-%m-%dT%H:%M}",
@@ -134,6 +161,7 @@ def run_tags(
         f"{times.test_start:%Y-%m-%d}",
         "training_set_hash": frame_hash(frame),
         "code_version": code_version(),
+        "training_config": training_config(settings),
         "data_quality": data_quality,
     }
 
@@ -195,8 +223,11 @@ def log_and_register(
     return run.info.run_id, version
 
 
-def version_trained_on(settings: Settings, training_set_hash: str, code: str) -> str | None:
-    """The newest version trained on this exact training set by this exact code, if any.
+def version_trained_on(
+    settings: Settings, training_set_hash: str, code: str, config: str
+) -> str | None:
+    """The newest version trained on this exact training set by this exact code with these
+    training settings, if any.
 
     Training is seeded, so such a version is what training again would produce.
     """
@@ -205,7 +236,8 @@ def version_trained_on(settings: Settings, training_set_hash: str, code: str) ->
     found = client.search_model_versions(
         f"name = '{name}' AND tags.training_set_hash = '{training_set_hash}'"
     )
-    same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"]
+    same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"
+            and mv.tags.get("training_config") == config]  # fmt: skip
     return str(max(int(mv.version) for mv in same)) if same else None
 
 
@@ -239,7 +271,9 @@ class PreviousRun:
 
 def previous_run(settings: Settings, frame: pd.DataFrame) -> PreviousRun | None:
     """The version a rerun would reproduce (training is seeded), with its evaluation."""
-    version = version_trained_on(settings, frame_hash(frame), code_version())
+    version = version_trained_on(
+        settings, frame_hash(frame), code_version(), training_config(settings)
+    )
     if version is None:
         return None
     run_id = client_for(settings).get_model_version(settings.publishing.model_name, version).run_id
@@ -274,7 +308,7 @@ def log_training_run(
         features=trained.features,
         params=trained.params | query_group_params(settings),
         metrics=metrics,
-        tags=run_tags(service, times, frame, data_quality),
+        tags=run_tags(settings, service, times, frame, data_quality),
         example=split_rows(frame, TEST),
         importance=feature_importance(trained.model, trained.features),
         tables=tables,

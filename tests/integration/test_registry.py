@@ -37,6 +37,7 @@ def _log_real_version(settings: Settings, seed: int) -> str:
             "data_window": "w",
             "training_set_hash": str(seed),
             "code_version": "test",
+            "training_config": tracking.training_config(settings),
         },  # fmt: skip
         example=frame,
         importance=train.feature_importance(trained.model, ["f1", "f2"]),
@@ -100,11 +101,16 @@ def test_first_version_becomes_champion_then_only_a_clear_win_replaces_it(gated)
     assert "does not beat" in tags["promotion"]
 
 
-def test_reuse_lookup_matches_hash_and_code(gated) -> None:
+def test_reuse_lookup_matches_hash_code_and_training_settings(gated) -> None:
     v1 = _register(gated, 7)
-    assert tracking.version_trained_on(gated, "7", "test") == v1
-    assert tracking.version_trained_on(gated, "7", "other-commit") is None
-    assert tracking.version_trained_on(gated, "8", "test") is None
+    config = tracking.training_config(gated)
+    assert tracking.version_trained_on(gated, "7", "test", config) == v1
+    assert tracking.version_trained_on(gated, "7", "other-commit", config) is None
+    assert tracking.version_trained_on(gated, "8", "test", config) is None
+    fewer_rounds = gated.updated(training={"n_estimators": 6})
+    assert tracking.training_config(fewer_rounds) != config
+    assert tracking.version_trained_on(gated, "7", "test",
+                                       tracking.training_config(fewer_rounds)) is None  # fmt: skip
     assert tracking.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
 
 
