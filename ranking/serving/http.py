@@ -118,8 +118,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
     serving = settings.serving
     watch = Watch(settings, clock)
     store = get_store(settings)
-    warm_up(settings, store, clock())
     watch.refresh()
+    warm_up(settings, store, watch, clock())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -87,12 +87,11 @@ class Watch:
             self.thread.join(timeout=10)
 
 
-def warm_up(settings: Settings, store, now: datetime) -> None:
-    """Rank once for a published user (nothing logged), so that the first request finds
-    the lookups built and the model's predictor ready."""
-    published = load_published(settings, now)
+def warm_up(settings: Settings, store, watch: Watch, now: datetime) -> None:
+    """Rank once for a published user with what ``watch`` loaded (nothing logged), so
+    that the first request finds the lookups built and the model's predictor ready."""
+    published = watch.published
     if published is None or not published.offsets:
         return
     user = next(iter(published.offsets))
-    champion = models.load_champion(settings)
-    rank_request(settings, store, champion, user, now, settings.serving.candidate_pool)
+    rank_request(settings, store, watch.champion, user, now, settings.serving.candidate_pool)
