@@ -35,18 +35,21 @@ def features(
 @app.command("validate")
 def features_validate(name: str, home: Path = HomeOption) -> None:
     """Check a definition: parses, runs, names, types, descriptions, point in time."""
-    from ranking.features.validation import validate
+    from ranking.features.validation import SqlLimits, validate
 
     settings = settings_for(home)
-    with console.status(f"Validating {name} on generated data"):
-        result = validate(settings.features.definitions_dir, name)
+    with console.status(f"Validating {name} on generated data and this home's newest events"):
+        result = validate(settings.features.definitions_dir, name, SqlLimits.of(settings),
+                          settings.warehouse_path)  # fmt: skip
     if not result.ok:
         for problem in result.problems:
             console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
         raise typer.Exit(code=2)
     features_list = ", ".join(f.name for f in result.definition.features)
+    real = ("" if result.real_rows is None else f", {result.real_rows:,} on this home's "
+            f"newest snapshot in {result.real_seconds:.1f} s")  # fmt: skip
     console.print(f"{name}: valid ({features_list}); point-in-time check passed; "
-                  f"{result.sample_rows} rows on a sample snapshot")  # fmt: skip
+                  f"{result.sample_rows} rows on a generated snapshot{real}")  # fmt: skip
 
 
 @app.command("register")

@@ -45,14 +45,9 @@ def models_promote(
     home: Path = HomeOption,
 ) -> None:
     """Make VERSION the champion by hand."""
-    from mlflow.exceptions import MlflowException
-
     from ranking.publishing.aliases import promote
 
-    try:
-        promote(settings_for(home), version, reason)
-    except MlflowException:
-        fail(f"no version {version} of the model")
+    promote(settings_for(home), version, reason)  # a refusal is one line, exit code 2
     console.print(f"champion -> v{version} ({reason})")
 
 

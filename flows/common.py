@@ -5,10 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ranking import home as ranking_home
+from ranking.errors import RankingError
 from ranking.settings import Settings
 from ranking.times import floor_to, parse_time
 
-__all__ = ["floor_to", "flow_settings", "parse_time", "utc_now"]
+__all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "utc_now"]
+
+
+def retry_unless_bad_input(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry a transient failure, never a :class:`RankingError`
+    (bad input, a missing stage): rerunning it fails the same way, three times as slow."""
+    return not isinstance(state.result(raise_on_failure=False), RankingError)
 
 
 def flow_settings(home: str | None = None) -> Settings:
@@ -19,3 +26,12 @@ def flow_settings(home: str | None = None) -> Settings:
 def utc_now() -> datetime:
     """The flow's clock, read once per run and passed down as naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def retrying(times: int) -> dict:
+    """Task options: retry ``times`` times, 5 s apart, unless the input is at fault."""
+    return {
+        "retries": times,
+        "retry_delay_seconds": 5,
+        "retry_condition_fn": retry_unless_bad_input,
+    }

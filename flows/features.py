@@ -10,11 +10,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, utc_now
+from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
 from ranking.features import registration, store
 from ranking.features.build import build_all_families
 from ranking.features.definitions import FeatureDefinition
 from ranking.features.snapshots import FeatureBuild
+from ranking.features.validation import SqlLimits
 from ranking.retrieval.published import Publication, publish_candidates
 from ranking.settings import Settings
 from ranking.warehouse import warehouse
@@ -26,14 +27,14 @@ def compute(settings: Settings, as_of_iso: str) -> FeatureBuild:
     return build_all_families(settings, parse_time(as_of_iso, utc_now()))
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(**retrying(2))
 def apply(settings: Settings) -> bool:
     applied = store.apply_if_changed(settings)
     print("feast apply: ran" if applied else "feast apply: repo unchanged, registry kept")
     return applied
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(**retrying(2))
 def materialize(settings: Settings, build: FeatureBuild) -> None:
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(
@@ -41,7 +42,7 @@ def materialize(settings: Settings, build: FeatureBuild) -> None:
     )
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(**retrying(1))
 def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
     fs = store.get_store(settings)
     with warehouse(settings.warehouse_path, read_only=True) as con:
@@ -85,8 +86,9 @@ class Registration:
 @task(cache_policy=NO_CACHE)
 def validate_definition(settings: Settings, name: str) -> FeatureDefinition:
     return registration.validated_definition(
-        settings.features.definitions_dir, name, settings.features.snapshot_every
-    )
+        settings.features.definitions_dir, name, settings.features.snapshot_every,
+        SqlLimits.of(settings), settings.warehouse_path,
+    )  # fmt: skip
 
 
 @flow(name="register-feature", log_prints=True)
@@ -105,8 +107,9 @@ def register_flow(name: str, as_of: str | None = None, home: str | None = None) 
     try:
         with registration.restored_on_failure(definitions_dir, settings.features_dir, name):
             rows = registration.compute_definition(
-                definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots
-            )
+                definition, settings.warehouse_path, settings.features_dir, as_of_dt, snapshots,
+                SqlLimits.of(settings),
+            )  # fmt: skip
             service = registration.add_service_version(definitions_dir, name)
             apply(settings)
     except Exception:

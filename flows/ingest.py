@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import flow_settings, parse_time, utc_now
+from flows.common import flow_settings, parse_time, retrying, utc_now
 from ranking.ingest.contract import LoadReport, ingest
 from ranking.ingest.sources import resolve_source
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(**retrying(2))
 def load(
     warehouse: str,
     events_path: str,

@@ -8,7 +8,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, utc_now
+from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
 from flows.train import TrainResult, train_flow
 from ranking.features import store
 from ranking.monitoring import monitor
@@ -27,13 +27,13 @@ class MonitorResult:
     retrained: TrainResult | None
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, **retrying(1))
 def measure(settings: Settings, as_of_iso: str) -> tuple[str, monitor.MonitorOutput] | None:
     as_of = parse_time(as_of_iso, utc_now())
     return monitor.measure_champion(settings, store.get_store(settings), as_of)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, **retrying(2))
 def log_to_mlflow(settings: Settings, version: str, output: monitor.MonitorOutput,
                   as_of_iso: str) -> str:  # fmt: skip
     return monitor.log_drift_run(settings, version, output, as_of_iso)

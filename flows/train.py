@@ -12,7 +12,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, utc_now
+from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
 from ranking import quality
 from ranking.checks.report import QualityReport
 from ranking.evaluation.report import evaluation_tables
@@ -62,7 +62,7 @@ def check_inputs(settings: Settings, as_of_iso: str) -> QualityReport:
     return report
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, **retrying(1))
 def training_set(settings: Settings, times: dataset.SplitTimes):
     return dataset.build_training_set(
         settings.warehouse_path, store.get_store(settings), settings, times
@@ -106,7 +106,7 @@ def champion_on_test(settings: Settings, test: pd.DataFrame) -> gate.ChampionSco
     return models.champion_score(settings, test, seed=settings.seed)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, **retrying(2))
 def log_model(settings: Settings, trained: rankers.TrainedRanker, frame: pd.DataFrame,
               tables: dict[str, pd.DataFrame], times: dataset.SplitTimes,
               quality_report: QualityReport, summary: dict) -> tuple[str, str]:  # fmt: skip

@@ -23,3 +23,7 @@ class FeastError(RankingError, RuntimeError):
 
 class NoDataError(RankingError, ValueError):
     """A stage has nothing to work on (no events in a window, no returning users)."""
+
+
+class RegistryError(RankingError, ValueError):
+    """A model version cannot be used as asked (unknown, or not completely registered)."""

@@ -108,3 +108,6 @@ def mlflow_key(name: str) -> str:
 CHAMPION = "champion"
 #: The alias of the newest version that did not pass the gate.
 CHALLENGER = "challenger"
+#: Version tag written last, once every other tag and artifact is in place: a version
+#: without it (a run killed while registering) is invisible and cannot be promoted.
+READY_TAG = "ready"

@@ -63,6 +63,15 @@ class FeatureSettings(_Section):
         description="Feast feature service to train on: a version (ranker_v1, ranker_v2...) "
         "or 'latest', the newest registered version.",
     )
+    sql_time_limit_seconds: float = Field(
+        default=120.0, gt=0, description="A registered definition's SQL is stopped after this "
+        "long (validation, backfill and every features run).",
+    )  # fmt: skip
+    sql_memory_limit: str = Field(
+        default="4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory limit of a registered definition's SQL (the machine's "
+        "other work keeps the rest).",
+    )  # fmt: skip
 
     @field_validator("definitions_dir")
     @classmethod

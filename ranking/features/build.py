@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ranking.features.registration import compute_registered
 from ranking.features.snapshots import FeatureBuild, build_feature_tables, first_snapshot
+from ranking.features.validation import SqlLimits
 from ranking.settings import Settings
 
 
@@ -27,5 +28,6 @@ def build_all_families(settings: Settings, as_of: datetime) -> FeatureBuild:
         settings.features_dir,
         as_of,
         build.snapshots,
+        SqlLimits.of(settings),
     )
     return build

@@ -22,14 +22,18 @@ from ranking.features.definitions import (
     services_path,
 )
 from ranking.features.families import FAMILIES
-from ranking.features.validation import run_definition, validate
+from ranking.features.validation import SqlLimits, run_definition, validate
 
 
 def validated_definition(
-    definitions_dir: Path, name: str, snapshot_every: timedelta
+    definitions_dir: Path,
+    name: str,
+    snapshot_every: timedelta,
+    limits: SqlLimits = SqlLimits(),
+    warehouse_path: Path | None = None,
 ) -> FeatureDefinition:
     """The definition, once every check passed and its cadence is the platform's."""
-    validation = validate(definitions_dir, name)
+    validation = validate(definitions_dir, name, limits, warehouse_path)
     if not validation.ok:
         raise DefinitionError("\n".join(validation.problems))
     definition = validation.definition
@@ -47,9 +51,10 @@ def compute_definition(
     features_dir: Path,
     as_of: datetime,
     snapshots: list[datetime],
+    limits: SqlLimits = SqlLimits(),
 ) -> int:
     """Backfill: the family's values at every snapshot, written atomically as Parquet."""
-    frame = run_definition(definition, warehouse_path, as_of, snapshots)
+    frame = run_definition(definition, warehouse_path, as_of, snapshots, limits)
     target = Path(features_dir) / f"{definition.name}.parquet"
     tmp = target.with_suffix(".parquet.tmp")
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
@@ -95,10 +100,11 @@ def compute_registered(
     features_dir: Path,
     as_of: datetime,
     snapshots: list[datetime],
+    limits: SqlLimits = SqlLimits(),
 ) -> dict[str, int]:
     """Recompute every registered family on the given snapshots (the features flow)."""
     return {
-        d.name: compute_definition(d, warehouse_path, features_dir, as_of, snapshots)
+        d.name: compute_definition(d, warehouse_path, features_dir, as_of, snapshots, limits)
         for d in registered_definitions(definitions_dir)
     }
 

@@ -180,7 +180,7 @@ def build_feature_tables(
     first_snapshot: datetime | None = None,
 ) -> FeatureBuild:
     """Open the warehouse, compute every family up to ``as_of``, return counts and snapshots."""
-    with warehouse(warehouse_path) as con:
+    with warehouse(warehouse_path, read_only=True) as con:  # temp tables only: never blocks
         rows = compute_features(
             con, out_dir, as_of, cadence, half_life_days, first_snapshot=first_snapshot
         )

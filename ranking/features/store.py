@@ -69,24 +69,53 @@ def repo_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+def _home_stamp(settings: Settings) -> Path:
+    return settings.feast_dir / "registry.home.sha256"
+
+
+def _home_digest(settings: Settings) -> str:
+    return hashlib.sha256(str(settings.home).encode()).hexdigest()
+
+
+def registry_is_elsewhere(settings: Settings) -> bool:
+    """Whether the registry was applied for another home (this one was copied or moved).
+
+    Feast stores absolute paths in ``registry.db``: the Parquet sources and the online
+    tables it created. Used as it is, a copy reads the original's files, and the next
+    ``feast apply`` tears down the infrastructure the registry lists, which drops the
+    original's online tables. Only a digest of the home it was applied for is kept."""
+    registry = settings.feast_dir / "registry.db"
+    stamp = _home_stamp(settings)
+    return registry.exists() and (not stamp.exists() or stamp.read_text() != _home_digest(settings))
+
+
 def apply_if_changed(settings: Settings) -> bool:
     """Run ``feast apply`` unless the registry already holds this exact repo; True if run.
 
     ``feast apply`` costs several seconds (a child process importing Feast); an unchanged
-    repo over an existing registry needs none of it.
+    repo over an existing registry needs none of it. A registry applied for another home
+    is removed first (this home's own copy of it), so the apply starts from nothing and
+    never touches the home it came from; the online values copied with the home stay.
     """
     stamp = settings.feast_dir / "applied.sha256"
-    fingerprint = repo_fingerprint(settings)
     registry = settings.feast_dir / "registry.db"
+    if registry_is_elsewhere(settings):
+        registry.unlink()
+        stamp.unlink(missing_ok=True)
+    fingerprint = repo_fingerprint(settings)
     if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return False
     apply_repo(settings)
     stamp.write_text(fingerprint)
+    _home_stamp(settings).write_text(_home_digest(settings))
     return True
 
 
 def get_store(settings: Settings) -> FeatureStore:
-    """A :class:`FeatureStore` over the repo, with paths from ``settings.home``."""
+    """A :class:`FeatureStore` over the repo, with paths from ``settings.home`` (a registry
+    brought along by copying or moving the home is applied again here first)."""
+    if registry_is_elsewhere(settings):
+        apply_if_changed(settings)
     home.export_env(settings)
     return FeatureStore(repo_path=str(settings.feature_repo))
 

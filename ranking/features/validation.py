@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +32,9 @@ from ranking.features.specs import CONTEXT_FEATURES
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.schema import DEFAULT_LABEL_WEIGHTS
-from ranking.warehouse import warehouse
+from ranking.settings import Settings
+from ranking.times import floor_to
+from ranking.warehouse import event_time_range, warehouse
 
 #: What follows ``<entity>_``: a signal of one or more words, then the window.
 _SIGNAL_WINDOW = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*_(?:\d+[hdw]|all)")
@@ -91,9 +95,21 @@ def _single_select(definition: FeatureDefinition) -> str:
     return definition.sql.strip().rstrip(";")
 
 
-def _sandbox(warehouse_path: Path, as_of: datetime, snapshots: list[datetime]):
+@dataclass(frozen=True)
+class SqlLimits:
+    """How long and how much memory a definition's SQL may take (``features.sql_*``)."""
+
+    seconds: float = 120.0
+    memory: str = "4GB"
+
+    @classmethod
+    def of(cls, settings: Settings) -> SqlLimits:
+        return cls(settings.features.sql_time_limit_seconds, settings.features.sql_memory_limit)
+
+
+def _sandbox(warehouse_path: Path, as_of: datetime, snapshots: list[datetime], limits: SqlLimits):
     """In-memory DuckDB: warehouse attached read-only, only events/items/snapshots visible."""
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": limits.memory})
     con.execute(f"ATTACH '{warehouse_path}' AS wh (READ_ONLY)")
     # Copies, then the warehouse is detached: the SQL sees events before ``as_of`` and
     # the items, and nothing else of the warehouse (no quarantine, no later events).
@@ -116,17 +132,32 @@ def run_definition(
     warehouse_path: Path,
     as_of: datetime,
     snapshots: list[datetime],
+    limits: SqlLimits = SqlLimits(),
 ) -> pd.DataFrame:
-    """Run a definition's SQL in the sandbox; typed columns: keys, event_timestamp, features."""
+    """Run a definition's SQL in the sandbox, within ``limits``; typed columns: keys,
+    event_timestamp, features."""
     sql = _single_select(definition)
     where = f"definition {definition.name!r}"
-    con = _sandbox(warehouse_path, as_of, snapshots)
+    con = _sandbox(warehouse_path, as_of, snapshots, limits)
+    timer = threading.Timer(limits.seconds, con.interrupt)
+    timer.start()
     try:
         try:
             frame = con.execute(f"SELECT * FROM ({sql}) AS q").df()
+        except duckdb.InterruptException:
+            raise DefinitionError(
+                f"{where}: sql: stopped at the time limit of {limits.seconds:g} s "
+                "(features.sql_time_limit_seconds)"
+            ) from None
+        except duckdb.OutOfMemoryException:
+            raise DefinitionError(
+                f"{where}: sql: needs more than the memory limit of {limits.memory} "
+                "(features.sql_memory_limit)"
+            ) from None
         except duckdb.Error as exc:
             raise DefinitionError(f"{where}: sql: {str(exc).splitlines()[0]}") from None
     finally:
+        timer.cancel()
         con.close()
     missing = [c for c in (*definition.entity_keys, "snapshot_ts") if c not in frame.columns]
     missing += [f.name for f in definition.features if f.name not in frame.columns]
@@ -219,14 +250,23 @@ class Validation:
     definition: FeatureDefinition | None
     problems: list[str]
     sample_rows: int = 0
+    real_rows: int | None = None  # on the home's newest snapshot, when it has events
+    real_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def validate(definitions_dir: Path, name: str) -> Validation:
-    """Every check of a definition: parse, names, SQL shape and types, point in time."""
+def validate(
+    definitions_dir: Path,
+    name: str,
+    limits: SqlLimits = SqlLimits(),
+    warehouse_path: Path | None = None,
+) -> Validation:
+    """Every check of a definition: parse, names, SQL shape and types, point in time, and,
+    given a warehouse with events, one run on its newest snapshot within ``limits``, so a
+    definition too slow or too big for the real data fails here, not in the hourly flow."""
     try:
         definition = load_definition(definitions_dir, name)
     except DefinitionError as exc:
@@ -250,4 +290,22 @@ def validate(definitions_dir: Path, name: str) -> Validation:
         except DefinitionError as exc:
             problems.append(str(exc))
             rows = 0
-    return Validation(definition, problems, rows)
+    validation = Validation(definition, problems, rows)
+    if not problems and warehouse_path is not None:
+        _validate_on_real_data(validation, warehouse_path, limits)
+    return validation
+
+
+def _validate_on_real_data(validation: Validation, warehouse_path: Path, limits: SqlLimits):
+    span = event_time_range(warehouse_path) if warehouse_path.exists() else None
+    if span is None:
+        return
+    newest = floor_to(span[1], validation.definition.cadence_days * 86400)  # a grid point
+    started = time.perf_counter()  # a duration, not the time of day
+    try:
+        validation.real_rows = len(
+            run_definition(validation.definition, warehouse_path, span[1], [newest], limits)
+        )
+    except DefinitionError as exc:
+        validation.problems.append(f"{exc} (on this home's newest snapshot, {newest})")
+    validation.real_seconds = time.perf_counter() - started

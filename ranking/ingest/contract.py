@@ -15,7 +15,8 @@ Other layouts (MovieLens, YAML column mappings) plug in as a :data:`Reader`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,14 +24,20 @@ from pathlib import Path
 import duckdb
 
 from ranking.errors import IngestError
+from ranking.ingest.readers import (
+    SUPPORTED_SUFFIXES,
+    FileSource,
+    Reader,
+    list_input_files,
+    plain_reader,
+    source_types,
+    stage,
+)
 from ranking.schema import EVENT_COLUMNS, IMPRESSION, ITEM_COLUMNS, is_served_log
-from ranking.warehouse import quote, scalar, warehouse
+from ranking.warehouse import quote, scalar, writing
 
-SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json",
-                      ".json": "json"}  # fmt: skip
-
-#: Turns a file into a SQL relation with contract columns (the plain reader, or a mapping's).
-Reader = Callable[[Path], str]
+__all__ = ["SUPPORTED_SUFFIXES", "LoadReport", "Reader", "ingest", "list_input_files",
+           "plain_reader"]  # fmt: skip
 
 
 @dataclass
@@ -65,104 +72,29 @@ class LoadReport:
         )
 
 
-def list_input_files(path: Path) -> list[Path]:
-    """The readable files at ``path``: the file itself, or a folder's files, sorted."""
-    path = Path(path)
-    if not path.exists():
-        raise IngestError(f"{path}: no such file or folder")
-    if path.is_file():
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise IngestError(
-                f"{path}: unsupported format {path.suffix!r}; use one of "
-                f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
-            )
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
-    if not files:
-        raise IngestError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
-    return files
-
-
-def plain_reader(path: Path) -> str:
-    kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
-    p = quote(str(path))
-    if kind == "csv":
-        return f"read_csv({p}, all_varchar = true, header = true, null_padding = true)"
-    if kind == "parquet":
-        return f"read_parquet({p})"
-    return f"read_json({p}, format = 'newline_delimited')"
-
-
-def _source_types(
-    con: duckdb.DuckDBPyConnection, path: Path, reader: Reader = plain_reader
-) -> dict[str, str]:
-    try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {reader(path)}").fetchall()
-    except duckdb.Error as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise IngestError(f"{path}: cannot be read: {first_line}") from None
-    return {name.lower(): str(dtype).upper() for name, dtype, *_ in rows}
-
-
-def _timestamp_expr(col: str, dtype: str) -> str:
-    """Parse a timestamp to naive UTC, whatever form the file holds it in."""
-    if dtype.startswith("TIMESTAMP WITH TIME ZONE"):
-        return f"({col} AT TIME ZONE 'UTC')::TIMESTAMP"
-    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
-        return f"{col}::TIMESTAMP"
-    text = f"trim({col}::VARCHAR)"
-    # Unix seconds, or milliseconds when the number is too large to be seconds.
-    epoch = (
-        f"CASE WHEN regexp_full_match({text}, '[0-9]+(\\.[0-9]+)?') THEN "
-        f"(try(to_timestamp(CASE WHEN {text}::DOUBLE > 1e11 THEN {text}::DOUBLE / 1000 "
-        f"ELSE {text}::DOUBLE END)) AT TIME ZONE 'UTC')::TIMESTAMP END"
-    )
-    return f"coalesce(({epoch}), (try_cast({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP)"
-
-
-def _stage(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    columns: Iterable[str],
-    reader: Reader = plain_reader,
-) -> None:
-    """Copy a file into temp table ``staged``: raw text of each contract column + row number."""
-    types = _source_types(con, path, reader)
-    selects = ["row_number() OVER () AS _row"]
-    for col in columns:
-        if col in types:
-            raw = f'"{col}"' if types[col] == "VARCHAR" else f'"{col}"::VARCHAR'
-            selects.append(f"nullif(trim({raw}), '') AS {col}")
-            selects.append(
-                f"{_timestamp_expr(chr(34) + col + chr(34), types[col])} AS _{col}_parsed"
-                if col in ("event_timestamp", "created_at")
-                else f"NULL AS _{col}_parsed"
-            )
-        else:
-            selects.append(f"NULL::VARCHAR AS {col}")
-            selects.append(f"NULL::TIMESTAMP AS _{col}_parsed")
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {', '.join(selects)} "
-            f"FROM {reader(path)}"
-        )
-    except duckdb.Error as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise IngestError(f"{path}: cannot be read: {first_line}") from None
-
-
 def _quarantine_bad(
-    con: duckdb.DuckDBPyConnection, target: str, path: Path, columns: list[str], now: datetime
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    source: FileSource,
+    columns: list[str],
+    now: datetime,
 ) -> dict[str, int]:
-    """Move rows of ``checked`` with a reason into ``quarantine`` (once) and count reasons."""
-    record = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in columns) + "))::VARCHAR"
-    src = quote(str(path))
+    """Move rows of ``checked`` with a reason into ``quarantine`` (once) and count reasons.
+
+    A row's quarantine id is its file's content digest and its row number, so the same
+    file loaded again, through any path spelling, adds nothing."""
+    fields = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in columns) + "))"
+    record = (f"(CASE WHEN _raw_line IS NULL THEN {fields} "
+              "ELSE to_json(struct_pack(csv_line := _raw_line)) END)::VARCHAR")  # fmt: skip
+    # a malformed line is keyed by its line number, any other row by its record number
+    row_key = "CASE WHEN _raw_line IS NULL THEN _row::VARCHAR ELSE 'line ' || _row END"
     con.execute(
         f"""
         INSERT INTO quarantine
         SELECT q.* FROM (
-            SELECT md5({quote(target)} || {src} || _row::VARCHAR || {record}) AS quarantine_id,
-                   {quote(target)}, {src}, _row, reason, {record}, ?::TIMESTAMP
+            SELECT md5({quote(target)} || {quote(source.digest)} || {row_key})
+                       AS quarantine_id,
+                   {quote(target)}, {quote(source.name)}, _row, reason, {record}, ?::TIMESTAMP
             FROM checked WHERE reason IS NOT NULL
         ) q ANTI JOIN quarantine USING (quarantine_id)
         """,
@@ -173,6 +105,17 @@ def _quarantine_bad(
             "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall()
     )
+
+
+def _check_balance(report: LoadReport, path: Path) -> LoadReport:
+    """Every count is measured; if they do not add up a row went missing: fail the load."""
+    if not report.balanced:
+        raise IngestError(
+            f"{path}: counts do not add up (read {report.read} != accepted {report.accepted}"
+            f" + quarantined {report.quarantined} + duplicates {report.duplicates}); "
+            "nothing was loaded"
+        )
+    return report
 
 
 def _served_log_reasons(max_id_length: int) -> str:
@@ -198,11 +141,14 @@ def load_events_file(
     now: datetime,
     reader: Reader = plain_reader,
     served_id_length: int | None = None,
+    home: Path | None = None,
 ) -> LoadReport:
     """Load one events file; see the module docstring for what goes where. A served log
     (``served-<day>.jsonl``, see :func:`ranking.schema.is_served_log`) is also checked
-    against what the service produces, with ``served_id_length`` its longest id."""
-    _stage(con, path, EVENT_COLUMNS, reader)
+    against what the service produces, with ``served_id_length`` its longest id. File
+    names inside ``home`` are recorded relative to it."""
+    source = FileSource.of(path, home)
+    stage(con, path, EVENT_COLUMNS, reader)
     types_sql = ", ".join(quote(t) for t in sorted(event_types))
     served = (_served_log_reasons(served_id_length)
               if served_id_length is not None and is_served_log(path.name) else "")  # fmt: skip
@@ -214,6 +160,7 @@ def load_events_file(
             try_cast(value AS DOUBLE) AS value_num,
             try_cast(position AS INTEGER) AS position_num,
             CASE
+                WHEN _malformed IS NOT NULL THEN _malformed
                 WHEN user_id IS NULL THEN 'missing user_id'
                 WHEN item_id IS NULL THEN 'missing item_id'
                 WHEN event_type IS NULL THEN 'missing event_type'
@@ -235,40 +182,48 @@ def load_events_file(
         """,
         [now],
     )
-    reasons = _quarantine_bad(con, "events", path, EVENT_COLUMNS, now)
+    reasons = _quarantine_bad(con, "events", source, EVENT_COLUMNS, now)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE passed AS
+        SELECT *, (row_number() OVER (PARTITION BY _id ORDER BY _row) > 1
+                   OR EXISTS (SELECT 1 FROM events e WHERE e.event_id = c._id)) AS _duplicate
+        FROM checked c WHERE reason IS NULL
+        """
+    )
     before = scalar(con, "SELECT count(*) FROM events")
     con.execute(
         """
         INSERT INTO events
         SELECT _id, user_id, item_id, event_type_norm, _event_timestamp_parsed, value_num,
                session_id, position_num, ?, ?::TIMESTAMP
-        FROM (
-            SELECT *, row_number() OVER (PARTITION BY _id ORDER BY _row) AS _copy
-            FROM checked WHERE reason IS NULL
-        ) c
-        WHERE _copy = 1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = c._id)
+        FROM passed WHERE NOT _duplicate
         """,
-        [str(path), now],
+        [source.name, now],
     )
-    accepted = scalar(con, "SELECT count(*) FROM events") - before
-    read = scalar(con, "SELECT count(*) FROM staged")
-    quarantined = sum(reasons.values())
-    return LoadReport(
+    report = LoadReport(
         target="events",
-        files=[str(path)],
-        read=read,
-        accepted=accepted,
-        quarantined=quarantined,
-        duplicates=read - accepted - quarantined,
+        files=[source.name],
+        read=scalar(con, "SELECT count(*) FROM staged"),
+        accepted=scalar(con, "SELECT count(*) FROM events") - before,
+        quarantined=sum(reasons.values()),
+        duplicates=scalar(con, "SELECT count(*) FROM passed WHERE _duplicate"),
         reasons=reasons,
     )
+    return _check_balance(report, path)
 
 
 def load_items_file(
-    con: duckdb.DuckDBPyConnection, path: Path, now: datetime, reader: Reader = plain_reader
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    now: datetime,
+    reader: Reader = plain_reader,
+    home: Path | None = None,
 ) -> LoadReport:
-    """Load one items file; a newer row for an ``item_id`` replaces the older one."""
-    _stage(con, path, ITEM_COLUMNS, reader)
+    """Load one items file; a later row for an ``item_id`` (in the file or a later load)
+    replaces the earlier one, which counts as a duplicate."""
+    source = FileSource.of(path, home)
+    stage(con, path, ITEM_COLUMNS, reader)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE checked AS
@@ -277,6 +232,7 @@ def load_items_file(
             CASE lower(available) WHEN 'true' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
                  WHEN 'false' THEN false WHEN '0' THEN false WHEN 'no' THEN false END AS avail,
             CASE
+                WHEN _malformed IS NOT NULL THEN _malformed
                 WHEN item_id IS NULL THEN 'missing item_id'
                 WHEN created_at IS NOT NULL AND _created_at_parsed IS NULL
                     THEN 'unparseable created_at'
@@ -289,31 +245,33 @@ def load_items_file(
         FROM staged
         """
     )
-    reasons = _quarantine_bad(con, "items", path, ITEM_COLUMNS, now)
-    good = con.execute(
-        "SELECT count(*), count(DISTINCT item_id) FROM checked WHERE reason IS NULL"
-    ).fetchall()[0]
+    reasons = _quarantine_bad(con, "items", source, ITEM_COLUMNS, now)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE passed AS
+        SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY _row DESC) > 1 AS _duplicate
+        FROM checked WHERE reason IS NULL
+        """
+    )
     con.execute(
         """
         INSERT OR REPLACE INTO items
         SELECT item_id, category, split_part(category, '|', 1), _created_at_parsed, price_num,
                coalesce(avail, true), ?::TIMESTAMP
-        FROM (SELECT *, row_number() OVER (PARTITION BY item_id ORDER BY _row DESC) AS _last
-              FROM checked WHERE reason IS NULL)
-        WHERE _last = 1
+        FROM passed WHERE NOT _duplicate
         """,
         [now],
     )
-    read = scalar(con, "SELECT count(*) FROM staged")
-    return LoadReport(
+    report = LoadReport(
         target="items",
-        files=[str(path)],
-        read=read,
-        accepted=good[1],
+        files=[source.name],
+        read=scalar(con, "SELECT count(*) FROM staged"),
+        accepted=scalar(con, "SELECT count(*) FROM passed WHERE NOT _duplicate"),
         quarantined=sum(reasons.values()),
-        duplicates=good[0] - good[1],
+        duplicates=scalar(con, "SELECT count(*) FROM passed WHERE _duplicate"),
         reasons=reasons,
     )
+    return _check_balance(report, path)
 
 
 def _files(path: Path | list[Path]) -> list[Path]:
@@ -329,12 +287,14 @@ def load_events(
     now: datetime,
     reader: Reader = plain_reader,
     served_id_length: int | None = None,
+    home: Path | None = None,
 ) -> LoadReport:
     """Load an events file, folder or list of files; unreadable files raise IngestError."""
     report = LoadReport(target="events")
     types = list(event_types)
     for file in _files(path):
-        report.add(load_events_file(con, file, types, now, reader, served_id_length))
+        with _naming(file):
+            report.add(load_events_file(con, file, types, now, reader, served_id_length, home))
     return report
 
 
@@ -343,12 +303,24 @@ def load_items(
     path: Path | list[Path],
     now: datetime,
     reader: Reader = plain_reader,
+    home: Path | None = None,
 ) -> LoadReport:
     """Load an items file, folder or list of files."""
     report = LoadReport(target="items")
     for file in _files(path):
-        report.add(load_items_file(con, file, now, reader))
+        with _naming(file):
+            report.add(load_items_file(con, file, now, reader, home))
     return report
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A database error while loading ``path`` becomes one line naming the file."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise IngestError(f"{path}: cannot be loaded: {first_line}") from None
 
 
 def ingest(
@@ -363,17 +335,20 @@ def ingest(
 ) -> list[LoadReport]:
     """Load items (when given) then events into the warehouse; one report per target.
 
+    One call is one all-or-nothing write (:func:`ranking.warehouse.writing`): if any file
+    fails, nothing of any file is kept, and readers see the warehouse as it was.
     ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
     reader for contract files, a mapping's for other layouts (see ``ranking.ingest.mapping``).
     With ``served_id_length`` (the service's ``max_id_length``), a served log's rows the
     service could not have written are quarantined with the reason.
     """
     reports = []
-    with warehouse(warehouse_path) as con:
+    home = warehouse_path.parent
+    with writing(warehouse_path) as con:
         if items_path is not None:
-            reports.append(load_items(con, items_path, now, items_reader))
+            reports.append(load_items(con, items_path, now, items_reader, home))
         reports.append(load_events(con, events_path, event_types, now, events_reader,
-                                   served_id_length))  # fmt: skip
+                                   served_id_length, home))  # fmt: skip
     return reports
 
 
@@ -383,7 +358,7 @@ def check_readable(path: Path | list[Path], reader: Reader = plain_reader) -> li
     con = duckdb.connect()
     try:
         for file in files:
-            _source_types(con, file, reader)
+            source_types(con, file, reader)
     finally:
         con.close()
     return files

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ranking.errors import IngestError
-from ranking.ingest.contract import SUPPORTED_SUFFIXES
+from ranking.ingest.readers import SUPPORTED_SUFFIXES, read_csv_sql, read_json_sql
 from ranking.schema import EVENT_COLUMNS, ITEM_COLUMNS
 from ranking.warehouse import quote
 
@@ -135,14 +135,11 @@ def _raw_reader(path: Path, table: TableMapping) -> str:
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     p = quote(str(path))
     if kind == "csv":
-        return (
-            f"read_csv({p}, all_varchar = true, header = {str(table.header).lower()}, "
-            f"delim = {quote(table.delimiter)}, null_padding = true)"
-        )
+        return read_csv_sql(path, header=table.header, delimiter=table.delimiter)
     if kind == "parquet":
         return f"read_parquet({p})"
     if kind == "json":
-        return f"read_json({p}, format = 'newline_delimited')"
+        return read_json_sql(path, [c for c in table.columns.values() if isinstance(c, str)])
     raise IngestError(f"{path}: unsupported format {path.suffix!r}")
 
 

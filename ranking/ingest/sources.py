@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ranking.errors import IngestError
-from ranking.ingest.contract import Reader, plain_reader
 from ranking.ingest.mapping import (
     SourceMapping,
     events_reader,
@@ -20,6 +19,7 @@ from ranking.ingest.movielens import (
     movielens_files,
     movielens_items_reader,
 )
+from ranking.ingest.readers import Reader, plain_reader
 
 
 @dataclass

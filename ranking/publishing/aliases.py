@@ -13,18 +13,20 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ranking.errors import RegistryError
 from ranking.publishing.gate import Decision
 from ranking.schema import (
     CHALLENGER,
     CHAMPION,
     HEADLINE_METRIC,
     MOST_POPULAR,
+    READY_TAG,
     baseline_metric,
     mlflow_key,
     test_metric,
 )
 from ranking.settings import Settings
-from ranking.training.tracking import client_for
+from ranking.training.tracking import client_for, is_complete
 
 #: Registered-model tag: JSON list of the versions that were champion, oldest first.
 HISTORY_TAG = "champion_history"
@@ -76,11 +78,19 @@ def record_decision(settings: Settings, version: str, decision: Decision) -> Non
 
 
 def promote(settings: Settings, version: str, reason: str) -> None:
-    """Make ``version`` champion by hand; the reason is recorded on the version."""
+    """Make ``version`` champion by hand; the reason is recorded on the version. An
+    unknown version, or one whose registration did not finish, is refused."""
     client = client_for(settings)
-    client.get_model_version(
-        settings.publishing.model_name, version
-    )  # raises for an unknown version
+    name = settings.publishing.model_name
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException:
+        raise RegistryError(f"model {name!r} has no version {version}") from None
+    if not is_complete(mv):
+        raise RegistryError(
+            f"model {name!r} version {version} was not completely registered (no "
+            f"{READY_TAG!r} tag: its training run stopped while registering); train again"
+        )
     set_champion(settings, version, f"promoted by hand: {reason}")
 
 
@@ -114,6 +124,8 @@ def list_versions(settings: Settings) -> pd.DataFrame:
     ).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
     for mv in client.search_model_versions(f"name = '{settings.publishing.model_name}'"):
+        if not is_complete(mv):
+            continue  # still being written, or left by a killed run
         rows.append(
             {
                 "version": int(mv.version),

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import subprocess
 import tempfile
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from ranking.schema import (  # noqa: E402
     HEADLINE_METRIC,
     MODEL_SCORER,
     MOST_POPULAR,
+    READY_TAG,
     TEST,
     VALID,
     baseline_metric,
@@ -45,9 +48,52 @@ VERSION_TAGS = ("feature_service", "data_window", "training_set_hash", "code_ver
 TRAINING_CODE = ("ranking", "flows", "feature_repo")
 
 
+def relocate_local_store(settings: Settings) -> int:
+    """Point a copied or moved home's MLflow store at this home's artifact folder.
+
+    MLflow stores absolute artifact URIs (experiments, runs, logged models, versions, and
+    each model's ``MLmodel`` file). In a copy they name the original's folder: new runs
+    would write into the original, and a moved home's models would not load. Where the
+    store names another home's folder, every such value is rewritten to this one's, once
+    (the next open finds nothing to do). Returns how many values changed."""
+    db = settings.mlflow_dir / "mlflow.db"
+    here = settings.mlflow_artifact_location
+    if here is None or not db.exists():
+        return 0  # a tracking server keeps its own artifact store
+    tail = "/" + (settings.mlflow_dir / "artifacts").relative_to(settings.home).as_posix()
+    changed = 0
+    with closing(sqlite3.connect(db)) as con, con:
+        locations = [r for (r,) in con.execute("SELECT artifact_location FROM experiments")]
+        elsewhere = {
+            loc[: loc.index(tail) + len(tail)]
+            for loc in locations
+            if loc and loc.startswith("file:") and tail in loc
+        } - {here}
+        text_columns = [
+            (table, column)
+            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            for _, column, kind, *_ in con.execute(f"PRAGMA table_info('{table}')")
+            if any(t in kind.upper() for t in ("CHAR", "TEXT", "CLOB"))
+        ]
+        for old in elsewhere:
+            for table, column in text_columns:
+                changed += con.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                    f'WHERE instr("{column}", ?) > 0',
+                    [old, here, old],
+                ).rowcount
+            for mlmodel in (settings.mlflow_dir / "artifacts").rglob("MLmodel"):
+                text = mlmodel.read_text()
+                if old in text:
+                    mlmodel.write_text(text.replace(old, here))
+                    changed += 1
+    return changed
+
+
 def client_for(settings: Settings) -> MlflowClient:
     """An MLflow client on the configured tracking store (and the experiment created)."""
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    relocate_local_store(settings)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
@@ -220,7 +266,31 @@ def log_and_register(
             client.set_model_version_tag(
                 settings.publishing.model_name, version, mlflow_key(key), f"{metrics[key]:.5f}"
             )
+    client.set_model_version_tag(settings.publishing.model_name, version, READY_TAG, "true")
+    remove_orphans(client, settings.publishing.model_name, run.info.start_time)
     return run.info.run_id, version
+
+
+def is_complete(version) -> bool:
+    """Whether a registered version was written whole (its ``ready`` tag, set last)."""
+    return version.tags.get(READY_TAG) == "true"
+
+
+#: An incomplete version older than this, relative to a new run's start, is an orphan
+#: (a run killed while registering); a younger one may be a concurrent run still writing.
+ORPHAN_AGE_MS = 15 * 60 * 1000
+
+
+def remove_orphans(client: MlflowClient, name: str, run_started_ms: int) -> list[str]:
+    """Delete the versions a killed run left incomplete; returns their numbers."""
+    orphans = [
+        str(mv.version)
+        for mv in client.search_model_versions(f"name = '{name}'")
+        if not is_complete(mv) and mv.creation_timestamp < run_started_ms - ORPHAN_AGE_MS
+    ]
+    for version in orphans:
+        client.delete_model_version(name, version)
+    return orphans
 
 
 def version_trained_on(
@@ -237,7 +307,7 @@ def version_trained_on(
         f"name = '{name}' AND tags.training_set_hash = '{training_set_hash}'"
     )
     same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"
-            and mv.tags.get("training_config") == config]  # fmt: skip
+            and mv.tags.get("training_config") == config and is_complete(mv)]  # fmt: skip
     return str(max(int(mv.version) for mv in same)) if same else None
 
 

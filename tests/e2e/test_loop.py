@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -360,3 +361,37 @@ def test_the_service_follows_a_moved_alias_without_a_restart(loop_run) -> None:
     assert seen[-1] == str(other), seen
     swapped_at = seen.index(str(other))
     assert set(seen[:swapped_at]) <= {before} and set(seen[swapped_at:]) == {str(other)}
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """Content digest of every file of a home but Prefect's (its own server's database)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "prefect" not in p.relative_to(root).parts
+    }
+
+
+def test_a_copied_home_works_on_its_own_and_leaves_the_original_untouched(
+    loop_run, tmp_path: Path
+) -> None:
+    settings, _, _ = loop_run
+    copy = get_settings(home=tmp_path / "copied-home")
+    shutil.copytree(settings.home, copy.home, ignore=shutil.ignore_patterns("prefect"))
+    before = _digests(settings.home)
+    user = most_active_user(settings.warehouse_path)
+
+    assert store.registry_is_elsewhere(copy)
+    assert tracking.relocate_local_store(copy) > 0  # artifact URIs now name the copy
+    ranked_in_copy = rank_with_champion(copy, user, 10, NOW)  # applies Feast's repo afresh
+    assert not store.registry_is_elsewhere(copy)
+    assert not ranked_in_copy.fallback
+    old = str(settings.home).encode()
+    for name in ("feast/registry.db", "mlflow/mlflow.db"):
+        assert old not in (copy.home / name).read_bytes(), name
+    experiment = tracking.client_for(copy).get_experiment_by_name(copy.publishing.experiment_name)
+    assert experiment.artifact_location == copy.mlflow_artifact_location  # new runs land here
+
+    assert _digests(settings.home) == before  # not one byte of the original changed
+    ranked_in_original = rank_with_champion(settings, user, 10, NOW)
+    assert list(ranked_in_original.items["item_id"]) == list(ranked_in_copy.items["item_id"])

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ranking.errors import RegistryError
 from ranking.publishing import aliases, models
 from ranking.publishing.gate import ChampionScore, decide
 from ranking.settings import Settings
@@ -184,3 +185,26 @@ def test_a_reader_of_the_alias_never_fails_during_promotions(gated) -> None:
     reader.join()
     assert not failures
     assert seen <= set(versions) and seen
+
+
+def test_a_version_left_incomplete_is_invisible_refused_and_later_removed(gated) -> None:
+    """A run killed right after creating its version leaves it with some tags only."""
+    v1 = _register(gated, 21)
+    client = tracking.client_for(gated)
+    name = gated.publishing.model_name
+    first = client.get_model_version(name, v1)
+    orphan = client.create_model_version(name, first.source, first.run_id,
+                                         {"training_set_hash": "22"})  # fmt: skip
+    assert list(aliases.list_versions(gated)["version"]) == [int(v1)]
+    with pytest.raises(RegistryError, match="not completely registered"):
+        aliases.promote(gated, str(orphan.version), "by mistake")
+    with pytest.raises(RegistryError, match="no version 99"):
+        aliases.promote(gated, "99", "typo")
+    config = tracking.training_config(gated)
+    assert tracking.version_trained_on(gated, "22", "test", config) is None  # never reused
+    young = orphan.creation_timestamp + tracking.ORPHAN_AGE_MS // 2
+    assert tracking.remove_orphans(client, name, young) == []  # may still be written
+    old = orphan.creation_timestamp + tracking.ORPHAN_AGE_MS + 1
+    assert tracking.remove_orphans(client, name, old) == [str(orphan.version)]
+    remaining = [str(mv.version) for mv in client.search_model_versions(f"name = '{name}'")]
+    assert remaining == [v1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from ranking.features.definitions import (
 )
 from ranking.features.registration import add_service_version, compute_definition
 from ranking.features.store import service_name
-from ranking.features.validation import Validation, run_definition, validate
+from ranking.features.validation import SqlLimits, Validation, run_definition, validate
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.schema import DEFAULT_LABEL_WEIGHTS
@@ -401,6 +402,41 @@ def test_validation_reports_unsafe_sql_as_a_problem(tmp_path: Path) -> None:
 
     _write(tmp_path, "dropper", _variant("dropper", drop))
     _problem_with(validate(tmp_path, "dropper"), "dropper", "sql", "exactly one SELECT")
+
+
+RUNAWAY = (
+    "SELECT a.user_id, s.ts AS snapshot_ts, count(*) AS user_probe_7d "
+    "FROM snapshots s, events a, events b, events c GROUP BY ALL"
+)
+
+
+def test_a_runaway_query_is_stopped_at_the_time_limit(warehouse_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DefinitionError, match=r"stopped at the time limit of 0.5 s"):
+        run_definition(_definition(RUNAWAY), warehouse_path, WH_END, SNAPSHOTS,
+                       SqlLimits(seconds=0.5))  # fmt: skip
+    assert time.perf_counter() - started < 20
+
+
+def test_a_query_over_the_memory_limit_is_stopped(warehouse_path: Path) -> None:
+    hungry = (
+        "SELECT a.user_id, s.ts AS snapshot_ts, count(DISTINCT a.event_id || b.event_id) "
+        "AS user_probe_7d FROM snapshots s, events a, events b GROUP BY ALL"
+    )
+    with pytest.raises(DefinitionError, match=r"needs more than the memory limit of 20MB"):
+        run_definition(_definition(hungry), warehouse_path, WH_END, SNAPSHOTS,
+                       SqlLimits(seconds=60, memory="20MB"))  # fmt: skip
+
+
+def test_validation_runs_the_definition_on_the_homes_newest_events(
+    example_dir: Path, warehouse_path: Path
+) -> None:
+    name = next(p.stem for p in sorted(example_dir.glob("*.yaml")) if p.stem != "services")
+    fast = validate(example_dir, name, SqlLimits(), warehouse_path)
+    assert fast.ok and fast.real_rows is not None and fast.real_rows > 0
+    too_slow = validate(example_dir, name, SqlLimits(seconds=1e-4), warehouse_path)
+    assert not too_slow.ok
+    assert "time limit" in too_slow.problems[-1] and "newest snapshot" in too_slow.problems[-1]
 
 
 @pytest.mark.parametrize("table", ["wh.events", "wh.quarantine"])
