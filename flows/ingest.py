@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, task
@@ -22,6 +23,7 @@ def load(
     mapping_path: str | None,
     source_format: str,
     served_id_length: int | None = None,
+    earliest_iso: str | None = None,
 ) -> list[LoadReport]:
     source = resolve_source(Path(events_path), Path(items_path) if items_path else None,
                                     Path(mapping_path) if mapping_path else None,
@@ -35,6 +37,7 @@ def load(
         events_reader=source.events_reader,
         items_reader=source.items_reader,
         served_id_length=served_id_length,
+        **({"earliest": datetime.fromisoformat(earliest_iso)} if earliest_iso else {}),
     )
 
 
@@ -65,7 +68,8 @@ def ingest_flow(
     now_iso = parse_time(now, utc_now()).isoformat()
     reports = load(str(settings.warehouse_path), events_path, items_path, settings.event_types,
                    now_iso, mapping_path, source_format,
-                   settings.serving.max_id_length)  # fmt: skip
+                   settings.serving.max_id_length,
+                   settings.events.earliest_timestamp.isoformat())  # fmt: skip
     for report in reports:
         print(report.summary())
     create_markdown_artifact(_markdown(reports), key="ingestion", description="Load counts")

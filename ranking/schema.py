@@ -5,6 +5,7 @@ metric names. Every stage imports these words from here instead of spelling them
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 # Columns of the data contract ----------------------------------------------------------
 
@@ -15,6 +16,18 @@ EVENT_COLUMNS = [
 ]  # fmt: skip
 #: Items: ``category`` holds one or several ``|``-separated categories, the first primary.
 ITEM_COLUMNS = ["item_id", "category", "created_at", "price", "available"]
+
+#: Plausibility rules of the contract (each broken one is a quarantine reason).
+#: Events before this are implausible (epoch 0, year 1900): the default of
+#: ``events.earliest_timestamp``.
+EARLIEST_EVENT_TIMESTAMP = datetime(1990, 1, 1)
+#: Ids longer than this are not ids (a 1 MB "id" once reached the warehouse).
+MAX_ID_LENGTH = 256
+#: Characters no id holds: C0/C1 controls (NUL included), zero-width and bidi controls
+#: (they make two different ids print the same). A DuckDB (RE2) character class.
+ID_FORBIDDEN_CHARACTERS = (
+    r"[\x{0}-\x{1f}\x{7f}-\x{9f}\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}\x{feff}]"
+)
 #: Optional events columns whose null rate the data checks measure.
 OPTIONAL_EVENT_COLUMNS = ("value", "session_id", "position")
 #: Columns that make an event's content (everything but its id and load bookkeeping).

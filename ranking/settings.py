@@ -11,7 +11,7 @@ flows read "now" once and pass it down.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranking.checks.thresholds import DriftThresholds, QualityThresholds
-from ranking.schema import DEFAULT_LABEL_WEIGHTS
+from ranking.schema import DEFAULT_LABEL_WEIGHTS, EARLIEST_EVENT_TIMESTAMP
 
 #: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,10 @@ class EventSettings(_Section):
     rating_label_offset: float = Field(
         default=2.0, description="A rating r gets label max(0, floor(r) - offset): 5 -> 3, 3 -> 1."
     )
+    earliest_timestamp: datetime = Field(
+        default=EARLIEST_EVENT_TIMESTAMP, description="Events before this time are implausible "
+        "(epoch 0, year 1900) and quarantined; the load's now is the upper bound.",
+    )  # fmt: skip
 
 
 class FeatureSettings(_Section):

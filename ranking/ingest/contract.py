@@ -33,7 +33,15 @@ from ranking.ingest.readers import (
     source_types,
     stage,
 )
-from ranking.schema import EVENT_COLUMNS, IMPRESSION, ITEM_COLUMNS, is_served_log
+from ranking.schema import (
+    EARLIEST_EVENT_TIMESTAMP,
+    EVENT_COLUMNS,
+    ID_FORBIDDEN_CHARACTERS,
+    IMPRESSION,
+    ITEM_COLUMNS,
+    MAX_ID_LENGTH,
+    is_served_log,
+)
 from ranking.warehouse import quote, scalar, writing
 
 __all__ = ["SUPPORTED_SUFFIXES", "LoadReport", "Reader", "ingest", "list_input_files",
@@ -134,6 +142,18 @@ def _served_log_reasons(max_id_length: int) -> str:
                     THEN 'served log: user unknown to the events'"""
 
 
+def _id_reasons(columns: Iterable[str]) -> str:
+    """CASE branches: the contract's id rules (length, characters) for ``columns``."""
+    branches = []
+    for col in columns:
+        branches.append(f"""
+                WHEN length({col}) > {MAX_ID_LENGTH}
+                    THEN '{col} over {MAX_ID_LENGTH} characters'
+                WHEN regexp_matches({col}, {quote(ID_FORBIDDEN_CHARACTERS)})
+                    THEN '{col} holds control characters'""")
+    return "".join(branches)
+
+
 def load_events_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -142,6 +162,7 @@ def load_events_file(
     reader: Reader = plain_reader,
     served_id_length: int | None = None,
     home: Path | None = None,
+    earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
 ) -> LoadReport:
     """Load one events file; see the module docstring for what goes where. A served log
     (``served-<day>.jsonl``, see :func:`ranking.schema.is_served_log`) is also checked
@@ -158,29 +179,34 @@ def load_events_file(
         SELECT *,
             lower(event_type) AS event_type_norm,
             try_cast(value AS DOUBLE) AS value_num,
-            try_cast(position AS INTEGER) AS position_num,
+            try_cast(try_cast(position AS DOUBLE) AS INTEGER) AS position_num,
             CASE
                 WHEN _malformed IS NOT NULL THEN _malformed
                 WHEN user_id IS NULL THEN 'missing user_id'
-                WHEN item_id IS NULL THEN 'missing item_id'
+                WHEN item_id IS NULL THEN 'missing item_id'{_id_reasons(["user_id", "item_id"])}
                 WHEN event_type IS NULL THEN 'missing event_type'
                 WHEN lower(event_type) NOT IN ({types_sql})
                     THEN 'unknown event_type ' || event_type
                 WHEN event_timestamp IS NULL THEN 'missing event_timestamp'
                 WHEN _event_timestamp_parsed IS NULL THEN 'unparseable event_timestamp'
                 WHEN _event_timestamp_parsed > ?::TIMESTAMP THEN 'future event_timestamp'
+                WHEN _event_timestamp_parsed < ?::TIMESTAMP
+                    THEN 'event_timestamp before ' || strftime(?::TIMESTAMP, '%Y-%m-%d')
                 WHEN value IS NOT NULL AND try_cast(value AS DOUBLE) IS NULL
                     THEN 'value is not a number'
+                WHEN NOT isfinite(try_cast(value AS DOUBLE)) THEN 'value is not finite'
                 WHEN try_cast(value AS DOUBLE) < 0 THEN 'negative value'
-                WHEN position IS NOT NULL AND try_cast(position AS INTEGER) IS NULL
+                WHEN position IS NOT NULL AND NOT coalesce(
+                         try_cast(position AS DOUBLE) = floor(try_cast(position AS DOUBLE))
+                         AND abs(try_cast(position AS DOUBLE)) < 2147483648, false)
                     THEN 'position is not an integer'
-                WHEN try_cast(position AS INTEGER) < 0 THEN 'negative position'{served}
+                WHEN try_cast(position AS DOUBLE) < 0 THEN 'negative position'{served}
             END AS reason,
             coalesce(event_id, md5(concat_ws('|', user_id, item_id, lower(event_type),
                      _event_timestamp_parsed::VARCHAR, value, session_id, position))) AS _id
         FROM staged
         """,
-        [now],
+        [now, earliest, earliest],
     )
     reasons = _quarantine_bad(con, "events", source, EVENT_COLUMNS, now)
     con.execute(
@@ -225,7 +251,7 @@ def load_items_file(
     source = FileSource.of(path, home)
     stage(con, path, ITEM_COLUMNS, reader)
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE checked AS
         SELECT *,
             try_cast(price AS DOUBLE) AS price_num,
@@ -233,11 +259,12 @@ def load_items_file(
                  WHEN 'false' THEN false WHEN '0' THEN false WHEN 'no' THEN false END AS avail,
             CASE
                 WHEN _malformed IS NOT NULL THEN _malformed
-                WHEN item_id IS NULL THEN 'missing item_id'
+                WHEN item_id IS NULL THEN 'missing item_id'{_id_reasons(["item_id"])}
                 WHEN created_at IS NOT NULL AND _created_at_parsed IS NULL
                     THEN 'unparseable created_at'
                 WHEN price IS NOT NULL AND try_cast(price AS DOUBLE) IS NULL
                     THEN 'price is not a number'
+                WHEN NOT isfinite(try_cast(price AS DOUBLE)) THEN 'price is not finite'
                 WHEN try_cast(price AS DOUBLE) < 0 THEN 'negative price'
                 WHEN available IS NOT NULL AND lower(available) NOT IN
                     ('true', 'false', '1', '0', 'yes', 'no') THEN 'available is not a boolean'
@@ -288,13 +315,15 @@ def load_events(
     reader: Reader = plain_reader,
     served_id_length: int | None = None,
     home: Path | None = None,
+    earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
 ) -> LoadReport:
     """Load an events file, folder or list of files; unreadable files raise IngestError."""
     report = LoadReport(target="events")
     types = list(event_types)
     for file in _files(path):
         with _naming(file):
-            report.add(load_events_file(con, file, types, now, reader, served_id_length, home))
+            report.add(load_events_file(con, file, types, now, reader, served_id_length, home,
+                                        earliest))  # fmt: skip
     return report
 
 
@@ -332,6 +361,7 @@ def ingest(
     events_reader: Reader = plain_reader,
     items_reader: Reader = plain_reader,
     served_id_length: int | None = None,
+    earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
 ) -> list[LoadReport]:
     """Load items (when given) then events into the warehouse; one report per target.
 
@@ -348,7 +378,7 @@ def ingest(
         if items_path is not None:
             reports.append(load_items(con, items_path, now, items_reader, home))
         reports.append(load_events(con, events_path, event_types, now, events_reader,
-                                   served_id_length, home))  # fmt: skip
+                                   served_id_length, home, earliest))  # fmt: skip
     return reports
 
 

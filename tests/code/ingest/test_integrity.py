@@ -211,3 +211,41 @@ def test_a_killed_writer_leaves_the_warehouse_as_it_was(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 1
     assert not (tmp_path / "w.duckdb.writing").exists()
     assert os.path.getsize(db) > 0
+
+
+IMPLAUSIBLE = [
+    ({"value": "NaN"}, "value is not finite"),
+    ({"value": "inf"}, "value is not finite"),
+    ({"position": "1.5"}, "position is not an integer"),
+    ({"position": "1e12"}, "position is not an integer"),
+    ({"event_timestamp": "0"}, "event_timestamp before 1990-01-01"),  # epoch 0
+    ({"event_timestamp": "1900-01-01T00:00:00"}, "event_timestamp before 1990-01-01"),
+    ({"event_timestamp": "0001-01-01T00:00:00"}, "event_timestamp before 1990-01-01"),
+    ({"user_id": "a\x00b"}, "user_id holds control characters"),
+    ({"item_id": "evil\u202etxt"}, "item_id holds control characters"),
+    ({"user_id": "u" * 1_000_000}, "user_id over 256 characters"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), IMPLAUSIBLE,
+                         ids=[r + str(i) for i, (_, r) in enumerate(IMPLAUSIBLE)])  # fmt: skip
+def test_implausible_values_are_quarantined_with_the_rule_they_break(
+    tmp_path: Path, change: dict, reason: str
+) -> None:
+    good = {"user_id": "u1", "item_id": "i1", "event_type": "click",
+            "event_timestamp": "2026-02-01T10:00:00Z", "value": "2.5", "position": "3"}  # fmt: skip
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps(good) + "\n" + json.dumps(good | change) + "\n")
+    (report,) = ingest(tmp_path / "w.duckdb", log, TYPES, NOW)
+    assert (report.accepted, report.quarantined, report.reasons) == (1, 1, {reason: 1})
+
+
+def test_an_integral_position_written_as_a_float_is_an_integer(tmp_path: Path) -> None:
+    row = {"user_id": "u1", "item_id": "i1", "event_type": "click",
+           "event_timestamp": "2026-02-01T10:00:00Z", "position": 2.0}  # fmt: skip
+    frame = pd.DataFrame([row])
+    frame.to_parquet(tmp_path / "p.parquet")
+    (report,) = ingest(tmp_path / "w.duckdb", tmp_path / "p.parquet", TYPES, NOW)
+    assert report.accepted == 1
+    with warehouse(tmp_path / "w.duckdb", read_only=True) as con:
+        assert con.execute("SELECT position FROM events").fetchall() == [(2,)]
