@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow lint format bench bench-quality bench-retrieval bench-drift lock clean venv
+.PHONY: demo test test-slow test-faults lint format bench bench-quality bench-retrieval bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
+
+# kill -9 at every stage boundary with a rerun, readers during writers, and the ingest
+# fuzz at 10,000 generated files (the default suite runs 200).
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults tests/faults
+	RANKING_FUZZ_EXAMPLES=10000 $(BIN)/pytest tests/code/ingest/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -52,13 +52,14 @@ def ingest(
     """Load events (and items) into the warehouse, quarantining bad rows (Prefect flow)."""
     from ranking.ingest.contract import check_readable
     from ranking.ingest.sources import resolve_source
+    from ranking.schema import ITEM_COLUMNS
 
     settings = settings_for(home)
     try:
         source = resolve_source(events_path, items, mapping, source_format)
         check_readable(source.events, source.events_reader)
         if source.items is not None:
-            check_readable(source.items, source.items_reader)
+            check_readable(source.items, source.items_reader, ITEM_COLUMNS)
     except IngestError as exc:
         fail(str(exc))
     from flows.ingest import ingest_flow

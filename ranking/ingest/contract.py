@@ -30,7 +30,7 @@ from ranking.ingest.readers import (
     Reader,
     list_input_files,
     plain_reader,
-    source_types,
+    read_through,
     stage,
 )
 from ranking.schema import (
@@ -382,13 +382,12 @@ def ingest(
     return reports
 
 
-def check_readable(path: Path | list[Path], reader: Reader = plain_reader) -> list[Path]:
-    """Fail fast, with one message naming the file, if any input file cannot be read."""
+def check_readable(
+    path: Path | list[Path], reader: Reader = plain_reader, columns: Iterable[str] = EVENT_COLUMNS
+) -> list[Path]:
+    """Fail fast, with one message naming the file, if any input file cannot be read: every
+    file is read through as the load will read it (:func:`read_through`)."""
     files = _files(path)
-    con = duckdb.connect()
-    try:
-        for file in files:
-            source_types(con, file, reader)
-    finally:
-        con.close()
+    for file in files:
+        read_through(file, columns, reader)
     return files

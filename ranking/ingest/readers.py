@@ -52,19 +52,24 @@ def read_json_sql(path: Path, columns: Iterable[str]) -> str:
     return f"read_json({quote(str(path))}, format = 'auto', columns = {{{typed}}})"
 
 
+#: What is trimmed from both ends of every field (SQL): spaces, tabs and line breaks, and
+#: nothing else (DuckDB's plain ``trim`` also drops Unicode spaces such as U+00A0, which
+#: would change an id without a word).
+PADDING = "' ' || chr(9) || chr(10) || chr(13)"
+
 #: Where DuckDB puts the lines of a CSV file it could not parse (see :func:`read_csv_sql`).
 CSV_REJECTS = "csv_rejects"
 
 
-def read_csv_sql(path: Path, header: bool = True, delimiter: str | None = None) -> str:
-    """A CSV file as text columns, standard quoting (``"``, doubled to escape, so a quoted
-    field may hold the delimiter or a newline) whatever the sniffer guesses from its first
-    rows; a line that does not parse (too many or too few fields, not UTF-8) goes to
-    :data:`CSV_REJECTS` instead of failing the whole file."""
-    delim = "" if delimiter is None else f", delim = {quote(delimiter)}"
+def read_csv_sql(path: Path, header: bool = True, delimiter: str = ",") -> str:
+    """A CSV file (comma-separated, or ``delimiter``) as text columns, with standard
+    quoting (``"``, doubled to escape, so a quoted field may hold the delimiter or a
+    newline) whatever the sniffer guesses from its first rows; a line that does not parse
+    (too many or too few fields, not UTF-8) goes to :data:`CSV_REJECTS` instead of
+    failing the whole file."""
     return (
         f"read_csv({quote(str(path))}, all_varchar = true, header = {str(header).lower()}"
-        f"{delim}, quote = '\"', escape = '\"', store_rejects = true, "
+        f", delim = {quote(delimiter)}, quote = '\"', escape = '\"', store_rejects = true, "
         f"rejects_table = '{CSV_REJECTS}', rejects_scan = '{CSV_REJECTS}_scans')"
     )
 
@@ -96,7 +101,7 @@ def _timestamp_expr(col: str, dtype: str) -> str:
         return f"({col}::TIMESTAMPTZ AT TIME ZONE 'UTC')::TIMESTAMP"
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
         return f"{col}::TIMESTAMP"
-    text = f"trim({col}::VARCHAR)"
+    text = f"trim({col}::VARCHAR, {PADDING})"
     # Unix seconds, or milliseconds when the number is too large to be seconds.
     epoch = (
         f"CASE WHEN regexp_full_match({text}, '[0-9]+(\\.[0-9]+)?') THEN "
@@ -106,20 +111,21 @@ def _timestamp_expr(col: str, dtype: str) -> str:
     return f"coalesce(({epoch}), (try_cast({text} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP)"
 
 
-def stage(
+def staged_select(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     columns: Iterable[str],
     reader: Reader = plain_reader,
-) -> None:
-    """Copy a file into temp table ``staged``: raw text of each contract column + row number."""
+) -> str:
+    """The ``SELECT`` that stages a file: raw text of each contract column, its parsed
+    timestamp where it has one, and the row number."""
     types = source_types(con, path, reader)
     selects = ["row_number() OVER () AS _row", "NULL::VARCHAR AS _malformed",
                "NULL::VARCHAR AS _raw_line"]  # fmt: skip
     for col in columns:
         if col in types:
             raw = f'"{col}"' if types[col] == "VARCHAR" else f'"{col}"::VARCHAR'
-            selects.append(f"nullif(trim({raw}), '') AS {col}")
+            selects.append(f"nullif(trim({raw}, {PADDING}), '') AS {col}")
             selects.append(
                 f"{_timestamp_expr(chr(34) + col + chr(34), types[col])} AS _{col}_parsed"
                 if col in ("event_timestamp", "created_at")
@@ -128,12 +134,39 @@ def stage(
         else:
             selects.append(f"NULL::VARCHAR AS {col}")
             selects.append(f"NULL::TIMESTAMP AS _{col}_parsed")
+    return f"SELECT {', '.join(selects)} FROM {reader(path)}"
+
+
+def read_through(path: Path, columns: Iterable[str], reader: Reader = plain_reader) -> int:
+    """Read a file exactly as a load will (same reader, same staging expressions) without
+    keeping it; returns its rows. One line naming the file if it cannot be read."""
+    columns = list(columns)
+    con = duckdb.connect()
+    try:
+        select = staged_select(con, path, columns, reader)
+        every_field = ", ".join([*columns, *(f"_{c}_parsed::VARCHAR" for c in columns)])
+        return con.execute(
+            f"SELECT count(*), sum(length(concat_ws('|', {every_field}))) FROM ({select})"
+        ).fetchall()[0][0]
+    except duckdb.Error as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise IngestError(f"{path}: cannot be read: {first_line}") from None
+    finally:
+        con.close()
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: Iterable[str],
+    reader: Reader = plain_reader,
+) -> None:
+    """Copy a file into temp table ``staged`` (:func:`staged_select`), its malformed CSV
+    lines as rows with the reason."""
+    select = staged_select(con, path, columns, reader)
     con.execute(f"DROP TABLE IF EXISTS {CSV_REJECTS}; DROP TABLE IF EXISTS {CSV_REJECTS}_scans")
     try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE staged AS SELECT {', '.join(selects)} "
-            f"FROM {reader(path)}"
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {select}")
     except duckdb.Error as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise IngestError(f"{path}: cannot be read: {first_line}") from None

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ranking.errors import IngestError
-from ranking.ingest.contract import ingest, plain_reader
+from ranking.ingest.contract import check_readable, ingest, plain_reader
 from ranking.warehouse import warehouse, writing
 from tests.conftest import NOW
 
@@ -145,6 +145,9 @@ def test_a_load_whose_second_file_fails_writes_nothing(tmp_path: Path) -> None:
         ingest(db, folder, TYPES, NOW, events_reader=failing_late)
     assert _count(db) == 0 and _count(db, "quarantine") == 0
     assert not list(tmp_path.glob("w.duckdb.writing*"))
+    # The pre-check reads every file as the load does, so it finds it before any load.
+    with pytest.raises(IngestError, match=r"b\.csv: cannot be read: .*disk went away"):
+        check_readable(folder, failing_late)
 
 
 def test_readers_are_not_blocked_while_a_writer_writes(tmp_path: Path) -> None:
