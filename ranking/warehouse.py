@@ -84,8 +84,9 @@ def writing(
     a copy (``<name>.writing``) and ``os.replace`` swaps it in when the block ends without
     an error: readers keep the last committed file meanwhile (an open reader keeps the
     file it opened), a failure or a kill leaves the warehouse as it was, and writers queue
-    on ``<name>.lock`` (``on_wait`` says so once) instead of failing. A copy costs about a
-    second per 500 MB, far less than any load that needs one.
+    on ``<name>.lock`` (``on_wait`` says so once) instead of failing. A copy costs
+    0.5-0.8 s per 500 MB here (about 6M events, at the 76 bytes an event takes in the
+    demo's warehouse).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     work = path.with_name(path.name + ".writing")

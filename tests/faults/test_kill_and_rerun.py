@@ -1,8 +1,8 @@
 """kill -9 at each stage boundary, then the same command again: the rerun completes, no
 half-written state is visible, and the champion is the one from before.
 
-And readers during writers: ``ranking rank`` and warehouse reads while ingests run in
-other processes, and two ingests at once. Run by ``make test-faults`` (marker ``faults``).
+And readers during writers: ``ranking rank`` and warehouse reads while two ingests and a
+training run go on in other processes. Run by ``make test-faults`` (marker ``faults``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,10 +64,12 @@ def _counts(settings: Settings) -> tuple[int, int]:
 
 
 def _extra_events(folder: Path, small_data: synth.SynthData, n: int, tag: str) -> Path:
-    """``n`` new events of known users and items, the day before END."""
+    """``n`` new events of known users and items in the half day before END, each at its
+    own second (the same content under another id would fail the duplicate check)."""
     events = small_data.events.to_pandas().head(n).copy()
     events["event_id"] = [f"{tag}-{i}" for i in range(n)]
-    events["event_timestamp"] = (END - (NOW - END)).isoformat()
+    start = END - timedelta(hours=12) + timedelta(seconds=sum(map(ord, tag)) % 7 * 4000)
+    events["event_timestamp"] = [(start + timedelta(seconds=i)).isoformat() for i in range(n)]
     path = folder / f"{tag}.csv"
     events.to_csv(path, index=False)
     return path
@@ -139,25 +142,22 @@ def test_training_killed_while_registering_leaves_no_visible_version(api_env, ho
     _serves(settings)
 
 
-def test_readers_never_fail_while_ingests_run(api_env, home, small_data, tmp_path) -> None:
-    """Two ingests at once in other processes; meanwhile this process ranks and reads."""
-    settings, champion = home
+def test_readers_never_fail_while_ingests_and_training_run(
+    api_env, home, small_data, tmp_path
+) -> None:
+    """Two ingests and a training run at once, each in its own process; meanwhile this
+    process ranks and reads the warehouse."""
+    settings, _ = home
     before = _counts(settings)
     files = [_extra_events(tmp_path, small_data, 3000, f"burst{k}") for k in range(2)]
-    command = [sys.executable, "-c", "from cli import main; main()", "ingest"]
-    writers = [
-        subprocess.Popen(
-            [*command, str(f), "--home", str(settings.home)],
-            cwd=ROOT,
-            env=api_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for f in files
-    ]
+    command = [sys.executable, "-c", "from cli import main; main()"]
+    runs = [[*command, "ingest", str(f)] for f in files]
+    runs.append([*command, "train", "--as-of", END.isoformat()])
+    others = [subprocess.Popen([*run, "--home", str(settings.home)], cwd=ROOT, env=api_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for run in runs]  # fmt: skip
     reads, failures = 0, []
-    while any(w.poll() is None for w in writers):
+    while any(p.poll() is None for p in others):
         try:
             _serves(settings)
             assert event_time_range(settings.warehouse_path) is not None
@@ -165,8 +165,8 @@ def test_readers_never_fail_while_ingests_run(api_env, home, small_data, tmp_pat
         except Exception as exc:  # noqa: BLE001 - counted and reported, not hidden
             failures.append(repr(exc))
         time.sleep(0.05)
-    outputs = [w.communicate()[0] for w in writers]
-    assert [w.returncode for w in writers] == [0, 0], outputs
+    outputs = [p.communicate()[0] for p in others]
+    assert [p.returncode for p in others] == [0, 0, 0], [o[-3000:] for o in outputs]
     assert failures == [] and reads > 0
     assert _counts(settings) == (before[0] + 6000, before[1])  # neither load lost
-    assert aliases.champion_version(settings) == champion
+    assert aliases.champion_version(settings) is not None
