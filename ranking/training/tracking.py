@@ -20,8 +20,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
+import mlflow.data  # noqa: E402
 import mlflow.xgboost  # noqa: E402
 import pandas as pd  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -30,6 +32,7 @@ from ranking.schema import (  # noqa: E402
     MODEL_SCORER,
     MOST_POPULAR,
     READY_TAG,
+    SPLITS,
     TEST,
     VALID,
     baseline_metric,
@@ -224,13 +227,23 @@ def log_and_register(
     importance: pd.Series,
     tables: dict[str, pd.DataFrame],
     frames: dict[str, pd.DataFrame] | None = None,
+    datasets: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[str, str]:
-    """Log a training run and register its model; returns (run id, model version)."""
+    """Log a training run and register its model; returns (run id, model version).
+
+    ``datasets`` (split name -> rows) are logged as the run's inputs (MLflow's Datasets
+    tab: rows, schema, digest); the model's per-round validation metric as a curve; the
+    run is named ``ranker-v<version>-<data end>`` once the version is known."""
     client = client_for(settings)
     experiment = client.get_experiment_by_name(settings.publishing.experiment_name)
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         mlflow.log_params({k: v for k, v in params.items() if v is not None})
         mlflow.log_metrics({mlflow_key(k): v for k, v in metrics.items()})
+        for split, rows in (datasets or {}).items():
+            dataset = mlflow.data.from_pandas(rows, name=split, targets="label",
+                                              digest=frame_hash(rows)[:16])  # fmt: skip
+            mlflow.log_input(dataset, context=split)
+        _log_curve(client, run.info, model)
         mlflow.set_tags(tags)
         mlflow.log_dict({"feature_service": tags["feature_service"], "features": features},
                         "features.json")  # fmt: skip
@@ -244,11 +257,12 @@ def log_and_register(
         fig = importance_figure(importance)
         mlflow.log_figure(fig, "feature_importance.png")
         plt.close(fig)
-        x = example[features].astype("float32")
+        # Declared float64: a caller's float64 frame passes, float32 widens safely.
+        x = example[features].astype("float64")
         info = mlflow.xgboost.log_model(
             model,
             name="model",
-            signature=infer_signature(x, model.predict(x)),
+            signature=infer_signature(x, model.predict(x.astype("float32"))),
             input_example=x.head(5),
             registered_model_name=settings.publishing.model_name,
             model_format="ubj",
@@ -266,9 +280,25 @@ def log_and_register(
             client.set_model_version_tag(
                 settings.publishing.model_name, version, mlflow_key(key), f"{metrics[key]:.5f}"
             )
+    window = tags.get("data_window", "")  # <start>/<end>
+    data_end = window.rpartition("/")[2][:10] if "/" in window else ""
+    client.update_run(run.info.run_id, name=f"ranker-v{version}-{data_end}".rstrip("-"))
     client.set_model_version_tag(settings.publishing.model_name, version, READY_TAG, "true")
     remove_orphans(client, settings.publishing.model_name, run.info.start_time)
     return run.info.run_id, version
+
+
+def _log_curve(client: MlflowClient, run, model) -> None:
+    """The validation metric after every boosting round, as one metric with steps."""
+    history = getattr(model, "evals_result", lambda: {})() or {}
+    metrics = [
+        Metric(f"valid_{mlflow_key(name)}_by_round", float(value), run.start_time, step)
+        for evaluation in history.values()
+        for name, values in evaluation.items()
+        for step, value in enumerate(values)
+    ]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run.run_id, metrics=metrics[start : start + 1000])
 
 
 def is_complete(version) -> bool:
@@ -383,4 +413,5 @@ def log_training_run(
         importance=feature_importance(trained.model, trained.features),
         tables=tables,
         frames={"drift_reference": reference},
+        datasets={split: split_rows(frame, split) for split in SPLITS},
     )

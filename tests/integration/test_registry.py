@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,8 +28,8 @@ def _frame(seed: int, groups: int = 40) -> pd.DataFrame:
 
 def _log_real_version(settings: Settings, seed: int) -> str:
     """Train and log a tiny ranker through the real path (``log_and_register``)."""
-    frame = _frame(seed)
-    trained = train.train_ranker(frame, _frame(seed + 100), ["f1", "f2"], settings)
+    frame, valid = _frame(seed), _frame(seed + 100)
+    trained = train.train_ranker(frame, valid, ["f1", "f2"], settings)
     _, version = tracking.log_and_register(
         settings,
         model=trained.model,
@@ -35,7 +38,7 @@ def _log_real_version(settings: Settings, seed: int) -> str:
         metrics={"test_ndcg@10": 0.5},
         tags={
             "feature_service": "ranker_v1",
-            "data_window": "w",
+            "data_window": "2026-02-01T00:00/2026-03-01T00:00",
             "training_set_hash": str(seed),
             "code_version": "test",
             "training_config": tracking.training_config(settings),
@@ -43,6 +46,7 @@ def _log_real_version(settings: Settings, seed: int) -> str:
         example=frame,
         importance=train.feature_importance(trained.model, ["f1", "f2"]),
         tables={"evaluation": pd.DataFrame({"ndcg@10": [0.5]}, index=["xgboost"])},
+        datasets={"train": frame, "valid": valid},
     )
     return version
 
@@ -208,3 +212,18 @@ def test_a_version_left_incomplete_is_invisible_refused_and_later_removed(gated)
     assert tracking.remove_orphans(client, name, old) == [str(orphan.version)]
     remaining = [str(mv.version) for mv in client.search_model_versions(f"name = '{name}'")]
     assert remaining == [v1]
+
+
+def test_a_run_shows_its_datasets_curve_and_name_and_takes_float64_input(gated) -> None:
+    version = _log_real_version(gated, 31)
+    client = tracking.client_for(gated)
+    run = client.get_run(client.get_model_version(gated.publishing.model_name, version).run_id)
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "valid"}
+    assert json.loads(inputs["train"].dataset.profile)["num_rows"] == len(_frame(31))
+    curve = client.get_metric_history(run.info.run_id, "valid_ndcg_at_10_by_round")
+    assert [m.step for m in curve] == list(range(len(curve))) and len(curve) >= 2
+    assert run.info.run_name == f"ranker-v{version}-2026-03-01"
+    model = mlflow.pyfunc.load_model(f"models:/{gated.publishing.model_name}/{version}")
+    scores = model.predict(_frame(32)[["f1", "f2"]].astype("float64"))
+    assert len(scores) == len(_frame(32))
