@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import tempfile
+import warnings
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,9 +241,11 @@ def log_and_register(
         mlflow.log_params({k: v for k, v in params.items() if v is not None})
         mlflow.log_metrics({mlflow_key(k): v for k, v in metrics.items()})
         for split, rows in (datasets or {}).items():
-            dataset = mlflow.data.from_pandas(rows, name=split, targets="label",
-                                              digest=frame_hash(rows)[:16])  # fmt: skip
-            mlflow.log_input(dataset, context=split)
+            with warnings.catch_warnings():  # its hint on integer columns, once per split
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(rows, name=split, targets="label",
+                                                  digest=frame_hash(rows)[:16])  # fmt: skip
+                mlflow.log_input(dataset, context=split)
         _log_curve(client, run.info, model)
         mlflow.set_tags(tags)
         mlflow.log_dict({"feature_service": tags["feature_service"], "features": features},
