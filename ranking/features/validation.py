@@ -292,11 +292,13 @@ def validate(
             rows = 0
     validation = Validation(definition, problems, rows)
     if not problems and warehouse_path is not None:
-        _validate_on_real_data(validation, warehouse_path, limits)
+        validate_on_real_data(validation, warehouse_path, limits)
     return validation
 
 
-def _validate_on_real_data(validation: Validation, warehouse_path: Path, limits: SqlLimits):
+def validate_on_real_data(validation: Validation, warehouse_path: Path, limits: SqlLimits):
+    """Run a validated definition once on the warehouse's newest snapshot within
+    ``limits``; a failure is added to ``validation.problems`` with the snapshot named."""
     span = event_time_range(warehouse_path) if warehouse_path.exists() else None
     if span is None:
         return

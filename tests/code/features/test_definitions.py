@@ -30,7 +30,13 @@ from ranking.features.definitions import (
 )
 from ranking.features.registration import add_service_version, compute_definition
 from ranking.features.store import service_name
-from ranking.features.validation import SqlLimits, Validation, run_definition, validate
+from ranking.features.validation import (
+    SqlLimits,
+    Validation,
+    run_definition,
+    validate,
+    validate_on_real_data,
+)
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.schema import DEFAULT_LABEL_WEIGHTS
@@ -434,8 +440,10 @@ def test_validation_runs_the_definition_on_the_homes_newest_events(
     name = next(p.stem for p in sorted(example_dir.glob("*.yaml")) if p.stem != "services")
     fast = validate(example_dir, name, SqlLimits(), warehouse_path)
     assert fast.ok and fast.real_rows is not None and fast.real_rows > 0
-    too_slow = validate(example_dir, name, SqlLimits(seconds=1e-4), warehouse_path)
-    assert not too_slow.ok
+    # A definition too slow for the home's data fails there, naming the snapshot.
+    too_slow = Validation(_definition(RUNAWAY), [])
+    validate_on_real_data(too_slow, warehouse_path, SqlLimits(seconds=0.5))
+    assert not too_slow.ok and too_slow.real_rows is None
     assert "time limit" in too_slow.problems[-1] and "newest snapshot" in too_slow.problems[-1]
 
 
