@@ -22,8 +22,8 @@ def load(
     now_iso: str,
     mapping_path: str | None,
     source_format: str,
-    served_id_length: int | None = None,
-    earliest_iso: str | None = None,
+    served_id_length: int | None,
+    earliest_iso: str,
 ) -> list[LoadReport]:
     source = resolve_source(Path(events_path), Path(items_path) if items_path else None,
                                     Path(mapping_path) if mapping_path else None,
@@ -37,7 +37,7 @@ def load(
         events_reader=source.events_reader,
         items_reader=source.items_reader,
         served_id_length=served_id_length,
-        **({"earliest": datetime.fromisoformat(earliest_iso)} if earliest_iso else {}),
+        earliest=datetime.fromisoformat(earliest_iso),
     )
 
 
