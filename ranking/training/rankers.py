@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.settings import Settings
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 
 @dataclass
@@ -129,6 +132,8 @@ def train_lightgbm(
     train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
 ) -> TrainedRanker:
     """The peer model: LightGBM ``lambdarank`` on the same rows, features and stopping rule."""
+    import lightgbm as lgb  # the peer model only: its import (1 s with sklearn) stays off serving
+
     params = lightgbm_params(settings, features)
     model = lgb.LGBMRanker(**params)
     (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)

@@ -16,19 +16,15 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import mlflow
+import mlflow.data
+import mlflow.xgboost
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import mlflow.data  # noqa: E402
-import mlflow.xgboost  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from ranking.schema import (  # noqa: E402
+from ranking.schema import (
     HEADLINE_METRIC,
     MODEL_SCORER,
     MOST_POPULAR,
@@ -40,9 +36,9 @@ from ranking.schema import (  # noqa: E402
     mlflow_key,
     test_metric,
 )
-from ranking.settings import PROJECT_ROOT, Settings  # noqa: E402
-from ranking.training.dataset import SplitTimes, split_rows  # noqa: E402
-from ranking.training.rankers import feature_importance  # noqa: E402
+from ranking.settings import PROJECT_ROOT, Settings
+from ranking.training.dataset import SplitTimes, split_rows
+from ranking.training.rankers import feature_importance
 
 #: Version tags copied from the run's tags (what ``ranking models list`` shows).
 VERSION_TAGS = ("feature_service", "data_window", "training_set_hash", "code_version",
@@ -152,8 +148,13 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 def importance_figure(importance: pd.Series, top: int = 25):
     """A horizontal bar chart of feature importance (total gain)."""
+    # A bare Figure, not pyplot: no global backend, and pyplot's import is kept off the
+    # serving path (this module is imported to load the champion).
+    from matplotlib.figure import Figure
+
     shown = importance.head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(shown))))
+    fig = Figure(figsize=(8, max(3, 0.3 * len(shown))))
+    ax = fig.subplots()
     ax.barh(shown.index, shown.to_numpy())
     ax.set_xlabel("total gain")
     ax.set_title("XGBoost feature importance")
@@ -259,7 +260,6 @@ def log_and_register(
                 mlflow.log_artifact(str(path))
         fig = importance_figure(importance)
         mlflow.log_figure(fig, "feature_importance.png")
-        plt.close(fig)
         # Declared float64: a caller's float64 frame passes, float32 widens safely.
         x = example[features].astype("float64")
         info = mlflow.xgboost.log_model(
