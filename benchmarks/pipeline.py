@@ -146,8 +146,8 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
 
     def training_set() -> int:
         first = min(state["build"].snapshots)
-        times = dataset.split_times(first, end, settings.training.valid_days,
-                                    settings.training.test_days)  # fmt: skip
+        times = dataset.split_times(first, end, settings.training.valid_window,
+                                    settings.training.test_window)  # fmt: skip
         frame, names = dataset.build_training_set(settings.warehouse_path, state["store"],
                                                   settings, times)  # fmt: skip
         state["frame"], state["names"] = frame, names

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from cli import config, data, features, loop, models, monitoring, serving, training
-from cli.common import console, quiet_libraries
+from cli.common import console, quiet_expected_errors, quiet_libraries
 from ranking.errors import RankingError
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ def _options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
 ) -> None:
     _state["debug"] = debug
+    if not debug:
+        quiet_expected_errors()
 
 
 for group in (data.app, training.app, serving.app, monitoring.app, loop.app, config.app):

@@ -15,17 +15,24 @@ from rich.console import Console
 from rich.table import Table
 
 from ranking import home as ranking_home
+from ranking.checks.report import QualityError
+from ranking.errors import RankingError
+from ranking.ingest.profile import fit_settings, profile_of
 from ranking.settings import Settings
 
 # Piped output (CI logs, files) gets room for the wide metric tables.
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 HomeOption = typer.Option(None, "--home", envvar="RANKING_HOME", help="Home folder.")
+#: How every command's --as-of defaults (see ranking.ingest.profile.default_as_of).
+AS_OF_DEFAULT = "(ISO); default now, or the end of a historic log"
 
 
 def settings_for(home: Path | None) -> Settings:
-    """Settings from the environment for ``home``, its folders created."""
-    return ranking_home.load(home)
+    """Settings from the environment for ``home``, its folders created, with every setting
+    left unset derived from the loaded data (as the flows do)."""
+    settings = ranking_home.load(home)
+    return fit_settings(settings, profile_of(settings.warehouse_path))
 
 
 def now() -> datetime:
@@ -59,6 +66,37 @@ def print_frame(frame: pd.DataFrame, title: str) -> None:
         ]
         table.add_row(str(idx), *cells)
     console.print(table)
+
+
+class _NoTracebackForExpectedErrors(logging.Filter):
+    """Prefect logs a failed task's or flow's traceback; for a :class:`RankingError` (bad
+    input, a failed check: the message says it all) the message is kept, the traceback
+    dropped, and a multi-line message (a quality report) cut to its first line, since
+    the command prints it whole once at the end."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RankingError):
+            record.exc_info, record.exc_text = None, None
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and "\n" in message and _expected(message):
+            record.msg, record.args = message.split("\n", 1)[0] + " ...", None
+        return True
+
+
+def _expected(message: str) -> bool:
+    return any(name in message for name in _EXPECTED_NAMES)
+
+
+_EXPECTED_NAMES = tuple(
+    cls.__name__ for cls in (RankingError, *RankingError.__subclasses__(), QualityError)
+)
+
+
+def quiet_expected_errors() -> None:
+    """No tracebacks from Prefect's run loggers for expected errors (``--debug`` keeps them)."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_NoTracebackForExpectedErrors())
 
 
 def quiet_libraries() -> None:

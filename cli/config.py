@@ -6,12 +6,47 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import BaseModel, TypeAdapter
 from rich.table import Table
 
 from cli.common import HomeOption, console, settings_for
-from ranking.settings import settings_reference
+from ranking.settings import PROJECT_ROOT, Settings
 
 app = typer.Typer()
+
+
+def _default_text(field) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, Path):
+        return "`<project>/" + value.relative_to(PROJECT_ROOT).as_posix() + "`"
+    if value is None:
+        return "none"
+    dumped = TypeAdapter(type(value)).dump_json(value).decode()
+    return f"`{dumped.strip(chr(34))}`"
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) of every setting, section by section.
+
+    The README's configuration table is this list (a test holds them together).
+    """
+
+    def rows_of(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+        rows = []
+        for name, field in model.model_fields.items():
+            env, kind = f"{prefix}{name.upper()}", field.annotation
+            # A section (every field defaulted) opens up; a value like a limit stays whole.
+            if (
+                isinstance(kind, type)
+                and issubclass(kind, BaseModel)
+                and all(not f.is_required() for f in kind.model_fields.values())
+            ):
+                rows += rows_of(kind, f"{env}__")
+            else:
+                rows.append((env, _default_text(field), field.description or ""))
+        return rows
+
+    return rows_of(Settings, "RANKING_")
 
 
 def markdown_table() -> str:

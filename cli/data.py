@@ -13,6 +13,23 @@ from ranking.errors import IngestError
 app = typer.Typer()
 
 
+def readable_source(events: Path, items: Path | None, mapping: Path | None, kind: str) -> str:
+    """What the input files are (contract, MovieLens, mapped), each read through the way
+    the load will read it, before any flow starts; one line and exit code 2 if not."""
+    from ranking.ingest.contract import check_readable
+    from ranking.ingest.sources import resolve_source
+    from ranking.schema import ITEM_COLUMNS
+
+    try:
+        source = resolve_source(events, items, mapping, kind)
+        check_readable(source.events, source.events_reader)
+        if source.items is not None:
+            check_readable(source.items, source.items_reader, ITEM_COLUMNS)
+    except IngestError as exc:
+        fail(str(exc))
+    return source.kind
+
+
 @app.command()
 def generate(
     out: Path = typer.Option(None, help="Output folder (default: <home>/raw)."),
@@ -50,21 +67,11 @@ def ingest(
     home: Path = HomeOption,
 ) -> None:
     """Load events (and items) into the warehouse, quarantining bad rows (Prefect flow)."""
-    from ranking.ingest.contract import check_readable
-    from ranking.ingest.sources import resolve_source
-    from ranking.schema import ITEM_COLUMNS
-
     settings = settings_for(home)
-    try:
-        source = resolve_source(events_path, items, mapping, source_format)
-        check_readable(source.events, source.events_reader)
-        if source.items is not None:
-            check_readable(source.items, source.items_reader, ITEM_COLUMNS)
-    except IngestError as exc:
-        fail(str(exc))
+    kind = readable_source(events_path, items, mapping, source_format)
     from flows.ingest import ingest_flow
 
-    console.print(f"Reading {events_path} as {source.kind}")
+    console.print(f"Reading {events_path} as {kind}")
     for report in ingest_flow(str(events_path), str(items) if items else None,
                               now=now().isoformat(), home=str(settings.home),
                               mapping_path=str(mapping) if mapping else None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOption, console, fail, print_frame, settings_for
+from cli.common import AS_OF_DEFAULT, HomeOption, console, fail, print_frame, settings_for
 from ranking.errors import DefinitionError, FeastError
 
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
 @app.callback()
 def features(
     ctx: typer.Context,
-    as_of: str = typer.Option(None, help="Snapshot up to this time (ISO); default now."),
+    as_of: str = typer.Option(None, help=f"Snapshot up to this time {AS_OF_DEFAULT}."),
     home: Path = HomeOption,
 ) -> None:
     """Without a subcommand: compute snapshots, feast apply, materialize (Prefect flow)."""
@@ -39,7 +39,7 @@ def features_validate(name: str, home: Path = HomeOption) -> None:
 
     settings = settings_for(home)
     with console.status(f"Validating {name} on generated data and this home's newest events"):
-        result = validate(settings.features.definitions_dir, name, SqlLimits.of(settings),
+        result = validate(settings.definitions_dir, name, SqlLimits.of(settings),
                           settings.warehouse_path)  # fmt: skip
     if not result.ok:
         for problem in result.problems:
@@ -77,5 +77,5 @@ def features_list(home: Path = HomeOption) -> None:
     from ranking.features.catalogue import catalogue
 
     settings = settings_for(home)
-    table = catalogue(settings.features_dir, settings.features.definitions_dir)
+    table = catalogue(settings.features_dir, settings.definitions_dir)
     print_frame(table.set_index("feature"), "Feature catalogue")

@@ -11,6 +11,7 @@ import typer
 
 from cli.common import HomeOption, console, now, settings_for
 from cli.serving import print_ranked, rank_with_champion
+from ranking.ingest.profile import default_as_of
 from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
 from ranking.settings import Settings
 from ranking.warehouse import most_active_user
@@ -91,17 +92,55 @@ def demo(
     print_summary(settings, result, started)
 
 
+@app.command()
+def run(
+    events_path: Path = typer.Argument(
+        ..., help="Events file or folder (CSV, Parquet, JSONL), or a MovieLens folder."
+    ),
+    items: Path = typer.Option(None, "--items", help="Items file or folder."),
+    mapping: Path = typer.Option(None, "--mapping", help="YAML column mapping."),
+    source_format: str = typer.Option(
+        "auto", "--format", help="auto (recognises MovieLens), contract or movielens."
+    ),
+    home: Path = HomeOption,
+) -> None:
+    """The whole loop on your own log: ingest, features, train, a champion (Prefect flow).
+
+    Every setting left unset follows from the data (cadence, windows, checks); a historic
+    log is judged at its end, a live feed at the clock.
+    """
+    from cli.data import readable_source
+
+    settings = settings_for(home)
+    kind = readable_source(events_path, items, mapping, source_format)
+    console.print(f"Reading {events_path} as {kind}")
+    started = now()
+    from flows.loop import ranking_loop
+
+    with console.status("Running the loop through Prefect: ingest -> features -> train"):
+        result = ranking_loop(
+            str(events_path),
+            str(items) if items else None,
+            now=started.isoformat(),
+            home=str(settings.home),
+            mapping_path=str(mapping) if mapping else None,
+            source_format=source_format,
+        )
+    fitted = settings_for(home)  # what the loaded data decided
+    print_summary(fitted, result, default_as_of(fitted, started))
+
+
 def print_summary(settings: Settings, result, at: datetime) -> None:
     """What the loop did, a sample ranking, and where to look next."""
     events_report = next(r for r in result.loads if r.target == "events")
     table = result.training.table
     console.rule("Summary")
-    console.print(f"Events: {events_report.summary()}")
+    console.print(events_report.summary())
     for reason, n in sorted(events_report.reasons.items()):
         console.print(f"  quarantined: {reason}: {n}")
     console.print(
         f"Feature rows: {sum(result.features.rows.values()):,} in "
-        f"{len(result.features.snapshots)} daily snapshots "
+        f"{len(result.features.snapshots)} snapshots every {settings.features.snapshot_every}: "
         + ", ".join(f"{k} {v:,}" for k, v in result.features.rows.items())
     )
     model, base = table.loc[MODEL_SCORER], table.loc[MOST_POPULAR]

@@ -13,7 +13,9 @@ app = typer.Typer()
 
 @app.command()
 def monitor(
-    as_of: str = typer.Option(None, help="End of the monitored window (ISO); default now."),
+    as_of: str = typer.Option(
+        None, help="End of the monitored window (ISO); default now, or a historic log's end."
+    ),
     home: Path = HomeOption,
 ) -> None:
     """Drift of the champion's features and scores (Prefect flow); a breach can retrain."""
@@ -21,7 +23,11 @@ def monitor(
 
     settings = settings_for(home)
     result = monitor_flow(as_of=as_of, home=str(settings.home))
-    console.print(f"drift: {result.status} {result.counts}")
+    counts = ", ".join(f"{n} {level}" for level, n in result.counts.items())
+    version = f" of ranker v{result.model_version}" if result.model_version else ""
+    console.print(f"drift{version}: {result.status} ({counts or 'nothing measured'})")
+    for alarm in result.alarms:
+        console.print(f"  {alarm}", soft_wrap=True)
     if result.html_path:
         console.print(f"report: {result.html_path}", soft_wrap=True)
         console.print(f"json:   {result.json_path}", soft_wrap=True)

@@ -19,12 +19,16 @@ app = typer.Typer()
 
 def rank_with_champion(settings: Settings, user: str, k: int, at: datetime):
     """Rank for ``user`` with the champion (the same call the HTTP service makes)."""
-    from ranking.features.store import get_store
-    from ranking.publishing.models import load_champion
+    from ranking.publishing.serving_model import serving_champion
     from ranking.serving.ranker import rank_request
 
+    def feast_store():  # opened only if the publication cannot answer
+        from ranking.features.store import get_store
+
+        return get_store(settings)
+
     require_warehouse(settings)
-    return rank_request(settings, get_store(settings), load_champion(settings), user, at, k)
+    return rank_request(settings, feast_store, serving_champion(settings), user, at, k)
 
 
 def print_ranked(ranked) -> None:

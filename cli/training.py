@@ -7,14 +7,24 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOption, console, fail, now, print_frame, require_warehouse, settings_for
+from cli.common import (
+    AS_OF_DEFAULT,
+    HomeOption,
+    console,
+    fail,
+    now,
+    print_frame,
+    require_warehouse,
+    settings_for,
+)
+from ranking.ingest.profile import default_as_of
 
 app = typer.Typer()
 
 
 @app.command()
 def train(
-    as_of: str = typer.Option(None, help="Train on data before this time (ISO); default now."),
+    as_of: str = typer.Option(None, help=f"Train on data before this time {AS_OF_DEFAULT}."),
     home: Path = HomeOption,
 ) -> None:
     """Train, evaluate, register in MLflow and promote if better (Prefect flow)."""
@@ -28,7 +38,7 @@ def train(
 
 @app.command()
 def evaluate(
-    as_of: str = typer.Option(None, help="Cut-off for the holdout end (ISO); default now."),
+    as_of: str = typer.Option(None, help=f"Cut-off for the holdout end {AS_OF_DEFAULT}."),
     full_catalogue: bool = typer.Option(
         False, "--full-catalogue", help="Rank every available item, not sampled candidates."
     ),
@@ -43,7 +53,7 @@ def evaluate(
     champion = load_champion(settings)
     if champion is None:
         fail(f"model {settings.publishing.model_name!r} has no champion yet: run `ranking train`")
-    moment = datetime.fromisoformat(as_of) if as_of else now()
+    moment = datetime.fromisoformat(as_of) if as_of else default_as_of(settings, now())
     done = evaluate_champion(settings, champion.model, champion.features,
                              f"champion v{champion.version}", moment, full_catalogue)  # fmt: skip
     console.print(

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 from ranking import home as ranking_home
 from ranking.errors import RankingError
+from ranking.ingest.profile import default_as_of, fit_settings, profile_of
 from ranking.settings import Settings
 from ranking.times import floor_to, parse_time
 
-__all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "utc_now"]
+__all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "run_as_of", "utc_now"]
 
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
@@ -19,8 +20,18 @@ def retry_unless_bad_input(task, task_run, state) -> bool:
 
 
 def flow_settings(home: str | None = None) -> Settings:
-    """Settings from the environment, optionally for another home folder."""
-    return ranking_home.load(home)
+    """Settings from the environment, optionally for another home folder, with every
+    setting left unset derived from the loaded data (cadence, windows, look-backs)."""
+    settings = ranking_home.load(home)
+    return fit_settings(settings, profile_of(settings.warehouse_path))
+
+
+def run_as_of(settings: Settings, as_of: str | None, now: datetime | None = None) -> datetime:
+    """The run's as-of time, floored to the snapshot cadence: ``as_of`` when given; else
+    the clock for a live feed and just after the last event for a historic log."""
+    if as_of is not None:
+        return floor_to(parse_time(as_of, now), settings.features.snapshot_every.total_seconds())
+    return default_as_of(settings, now or utc_now())
 
 
 def utc_now() -> datetime:

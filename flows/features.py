@@ -10,7 +10,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
+from flows.common import flow_settings, parse_time, retrying, run_as_of, utc_now
 from ranking.features import registration, store
 from ranking.features.build import build_all_families
 from ranking.features.definitions import FeatureDefinition
@@ -51,10 +51,10 @@ def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
 
 @flow(name="build-features", log_prints=True)
 def features_flow(as_of: str | None = None, home: str | None = None) -> FeatureBuild:
-    """Snapshot features up to ``as_of`` (default: now, floored to the cadence)."""
+    """Snapshot features up to ``as_of`` (default: now for a live feed, the end of a
+    historic log; floored to the cadence)."""
     settings = flow_settings(home)
-    cadence_s = settings.features.snapshot_every.total_seconds()
-    as_of_dt = floor_to(parse_time(as_of, utc_now()), cadence_s)
+    as_of_dt = run_as_of(settings, as_of)
     build = compute(settings, as_of_dt.isoformat())
     apply(settings)
     materialize(settings, build)
@@ -86,7 +86,7 @@ class Registration:
 @task(cache_policy=NO_CACHE)
 def validate_definition(settings: Settings, name: str) -> FeatureDefinition:
     return registration.validated_definition(
-        settings.features.definitions_dir, name, settings.features.snapshot_every,
+        settings.definitions_dir, name, settings.features.snapshot_every,
         SqlLimits.of(settings), settings.warehouse_path,
     )  # fmt: skip
 
@@ -100,10 +100,9 @@ def register_flow(name: str, as_of: str | None = None, home: str | None = None) 
     """
     settings = flow_settings(home)
     definition = validate_definition(settings, name)
-    cadence = settings.features.snapshot_every
-    as_of_dt = floor_to(parse_time(as_of, utc_now()), cadence.total_seconds())
+    as_of_dt = run_as_of(settings, as_of)
     snapshots = [s for s in registration.snapshot_grid(settings.features_dir) if s <= as_of_dt]
-    definitions_dir = settings.features.definitions_dir
+    definitions_dir = settings.definitions_dir
     try:
         with registration.restored_on_failure(definitions_dir, settings.features_dir, name):
             rows = registration.compute_definition(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
+from flows.common import floor_to, flow_settings, parse_time, retrying, run_as_of, utc_now
 from flows.train import TrainResult, train_flow
 from ranking.features import store
+from ranking.ingest.profile import profile_of
 from ranking.monitoring import monitor
 from ranking.settings import Settings
 
@@ -25,6 +26,7 @@ class MonitorResult:
     json_path: str | None
     html_path: str | None
     retrained: TrainResult | None
+    alarms: list[str] = field(default_factory=list)  # "name: level (reason)", worst first
 
 
 @task(cache_policy=NO_CACHE, **retrying(1))
@@ -43,7 +45,11 @@ def log_to_mlflow(settings: Settings, version: str, output: monitor.MonitorOutpu
 def monitor_flow(as_of: str | None = None, home: str | None = None) -> MonitorResult:
     """Compare recent candidates with the champion's reference; retrain on a breach."""
     settings = flow_settings(home)
-    as_of_dt = floor_to(parse_time(as_of, utc_now()), 3600)
+    profile = profile_of(settings.warehouse_path)
+    if as_of is None and profile is not None and profile.historic:
+        as_of_dt = run_as_of(settings, None)  # a historic log is watched at its end
+    else:
+        as_of_dt = floor_to(parse_time(as_of, utc_now()), 3600)
     measured = measure(settings, as_of_dt.isoformat())
     if measured is None:
         print("no champion model yet: nothing to monitor")
@@ -65,4 +71,4 @@ def monitor_flow(as_of: str | None = None, home: str | None = None) -> MonitorRe
         print("drift breach: starting the training flow")
         retrained = train_flow(as_of=as_of_dt.isoformat(), home=home)
     return MonitorResult(status, version, counts, str(output.json_path), str(output.html_path),
-                         retrained)  # fmt: skip
+                         retrained, monitor.alarms(report))  # fmt: skip

@@ -12,7 +12,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
+from flows.common import flow_settings, parse_time, retrying, run_as_of, utc_now
 from ranking import quality
 from ranking.checks.report import QualityReport
 from ranking.evaluation.report import evaluation_tables
@@ -74,7 +74,7 @@ def check_training_frame(
     settings: Settings, frame: pd.DataFrame, features: list[str], inputs: QualityReport
 ) -> QualityReport:
     """Checks on the training set, added to the input checks (the version's tag)."""
-    report = quality.check_training_set(frame, settings.quality, features)
+    report = quality.check_training_frame(settings, frame, features)
     publish_quality(report, "training set")
     return inputs + report
 
@@ -139,8 +139,7 @@ def _markdown(result: TrainResult) -> str:
 def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult:
     """Train on everything before ``as_of``; register; promote if it beats the champion."""
     settings = flow_settings(home)
-    cadence_s = settings.features.snapshot_every.total_seconds()
-    as_of_dt = floor_to(parse_time(as_of, utc_now()), cadence_s)
+    as_of_dt = run_as_of(settings, as_of)
     times = split(settings, as_of_dt.isoformat())
     inputs = check_inputs(settings, as_of_dt.isoformat())
     frame, features = training_set(settings, times)

@@ -15,7 +15,9 @@ from ranking.settings import Settings, get_settings
 
 def ensure_dirs(settings: Settings) -> None:
     """Create the home folder tree."""
-    for path in (settings.raw_dir, settings.features_dir, settings.feast_dir, settings.mlflow_dir):
+    folders = (settings.raw_dir, settings.features_dir, settings.feast_dir, settings.mlflow_dir,
+               settings.definitions_dir)  # fmt: skip
+    for path in folders:
         path.mkdir(parents=True, exist_ok=True)
 
 

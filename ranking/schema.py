@@ -74,6 +74,9 @@ def sql_list(values: Iterable[str]) -> str:
     return "(" + (", ".join(quoted) or "NULL") + ")"
 
 
+#: Event types whose ``value`` is seconds of attention (dwell, watch or listen time).
+DWELL_TYPES = (VIEW, PLAY)
+
 #: ``('click', 'play', ...)``: the positive types as a SQL list.
 POSITIVE_SQL_LIST = sql_list(POSITIVE_TYPES)
 

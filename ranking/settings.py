@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ranking.checks.thresholds import DriftThresholds, QualityThresholds
@@ -49,18 +49,21 @@ class FeatureSettings(_Section):
     """Feature snapshots and the Feast feature service."""
 
     snapshot_every: timedelta = Field(
-        default=timedelta(days=1), description="Cadence of feature snapshots (ISO 8601, P1D)."
+        default=timedelta(days=1),
+        description="Cadence of feature snapshots (ISO 8601, P1D); unset: from the data's span.",
     )
     decay_half_life_days: float = Field(default=7.0, description="Half-life of decayed signals.")
-    history_days: int | None = Field(
+    history_days: float | None = Field(
         default=None,
-        description="Snapshot (and train on) only the last N days before as-of; None: all. "
+        description="Snapshot (and train on) only the last N days before as-of; unset: all, "
+        "up to 200 snapshots. "
         "Aggregates still use the whole history before each snapshot.",
     )
     owner: str = Field(default="ranking-platform", description="Owner tag of built-in features.")
-    definitions_dir: Path = Field(
-        default=PROJECT_ROOT / "feature_repo" / "definitions",
-        description="Folder of registered feature family definitions (YAML) and services.yaml.",
+    definitions_dir: Path | None = Field(
+        default=None,
+        description="Folder of registered feature family definitions (YAML) and "
+        "services.yaml; unset: <home>/definitions, so a home's families travel with it.",
     )
     service: str = Field(
         default="latest",
@@ -79,8 +82,8 @@ class FeatureSettings(_Section):
 
     @field_validator("definitions_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
 
 class RetrievalSettings(_Section):
@@ -155,8 +158,16 @@ class TrainingSettings(_Section):
     )
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
-    valid_days: int = Field(default=7, description="Days held out for early stopping.")
-    test_days: int = Field(default=7, description="Most recent days held out for evaluation.")
+    valid_window: timedelta = Field(
+        default=timedelta(days=7),
+        description="Held out for early stopping (ISO 8601, P7D); unset: a sixth of the "
+        "history, in whole snapshot steps.",
+    )
+    test_window: timedelta = Field(
+        default=timedelta(days=7),
+        description="Most recent time held out for evaluation (ISO 8601, PT1H); unset: a "
+        "sixth of the history, in whole snapshot steps.",
+    )
     n_estimators: int = Field(default=400, description="Boosting rounds at most.")
     learning_rate: float = Field(default=0.08, description="XGBoost learning rate.")
     max_depth: int = Field(default=4, description="XGBoost tree depth.")
@@ -322,6 +333,11 @@ class Settings(BaseSettings):
 
     # Derived locations -------------------------------------------------------------
     @property
+    def definitions_dir(self) -> Path:
+        """Registered feature families and their services (``features.definitions_dir``)."""
+        return self.features.definitions_dir or self.home / "definitions"
+
+    @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
 
@@ -371,7 +387,10 @@ class Settings(BaseSettings):
         for key, value in changes.items():
             current = getattr(self, key, None)
             if isinstance(value, dict) and isinstance(current, BaseModel):
-                value = current.model_copy(update=value)
+                # Validated (``"P5D"`` becomes a duration), and only what was set before
+                # or now counts as set (the rest may still be derived from the data).
+                kept = {k: getattr(current, k) for k in current.model_fields_set}
+                value = type(current)(**{**kept, **value})
             merged[key] = value
         return self.model_copy(update=merged)
 
@@ -382,38 +401,6 @@ def get_settings(**overrides: object) -> Settings:
     base = Settings()
     if not overrides:
         return base
-    return Settings(**base.updated(**overrides).model_dump())
-
-
-def _default_text(field) -> str:
-    value = field.get_default(call_default_factory=True)
-    if isinstance(value, Path):
-        return "`<project>/" + value.relative_to(PROJECT_ROOT).as_posix() + "`"
-    if value is None:
-        return "none"
-    dumped = TypeAdapter(type(value)).dump_json(value).decode()
-    return f"`{dumped.strip(chr(34))}`"
-
-
-def settings_reference() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) of every setting, section by section.
-
-    The README's configuration table is this list (a test holds them together).
-    """
-
-    def rows_of(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
-        rows = []
-        for name, field in model.model_fields.items():
-            env, kind = f"{prefix}{name.upper()}", field.annotation
-            # A section (every field defaulted) opens up; a value like a limit stays whole.
-            if (
-                isinstance(kind, type)
-                and issubclass(kind, BaseModel)
-                and all(not f.is_required() for f in kind.model_fields.values())
-            ):
-                rows += rows_of(kind, f"{env}__")
-            else:
-                rows.append((env, _default_text(field), field.description or ""))
-        return rows
-
-    return rows_of(Settings, "RANKING_")
+    # Only what was set (environment or overrides) is passed on, so that fields left at
+    # their default stay unset: the data's profile may derive them (ingest.profile).
+    return Settings(**base.updated(**overrides).model_dump(exclude_unset=True))

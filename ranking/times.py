@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -23,3 +23,16 @@ def floor_to(moment: datetime, every_s: float) -> datetime:
     """``moment`` (naive UTC) rounded down to a multiple of ``every_s`` seconds since 1970."""
     epoch = moment.replace(tzinfo=UTC).timestamp()
     return datetime.fromtimestamp(epoch - epoch % every_s, UTC).replace(tzinfo=None)
+
+
+def iso_duration(span: timedelta) -> str:
+    """``span`` as the ISO 8601 duration the settings take: ``P7D``, ``PT6H``, ``PT10M``,
+    ``P1DT12H``."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    if not days and not clock:
+        return "PT0S"
+    return "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")

@@ -27,7 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh home, with splits sized for three weeks of data."""
     s = get_settings(
-        home=tmp_path / "home", training={"valid_days": 5, "test_days": 5, "n_estimators": 60}
+        home=tmp_path / "home",
+        training={"valid_window": "P5D", "test_window": "P5D", "n_estimators": 60},
     )
     ensure_dirs(s)
     return s

@@ -18,12 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ranking.errors import NoDataError
+from ranking.ingest.profile import cadence_for, derived_sections
 from ranking.times import floor_to
 from ranking.training.dataset import SplitTimes
 from ranking.warehouse import warehouse
-
-#: Longest and shortest retrieval look-back, in days, whatever the span.
-RETRIEVAL_WINDOW_DAYS = (28.0, 365.0)
 
 
 @dataclass(frozen=True)
@@ -69,32 +67,6 @@ class RollingProtocol:
             "events_to": self.last_event.isoformat(),
             "settings": {k: {n: str(v) for n, v in s.items()} for k, s in self.sections.items()},
         }
-
-
-def cadence_for(span: timedelta) -> timedelta:
-    """Feature snapshots: weekly over years, daily over weeks, hourly over shorter logs."""
-    if span > timedelta(days=730):
-        return timedelta(days=7)
-    if span > timedelta(days=14):
-        return timedelta(days=1)
-    return timedelta(hours=1)
-
-
-def derived_sections(span: timedelta, cadence: timedelta) -> dict:
-    """Settings sections that follow the span: retrieval looks back a twentieth of it
-    (28 to 365 days) with a quarter of that as half-life; decayed features halve, and the
-    embeddings are refitted, over a twelfth of the look-back (at least 7 days)."""
-    low, high = RETRIEVAL_WINDOW_DAYS
-    window = min(max(span.total_seconds() / 86400 / 20, low), high)
-    return {
-        "features": {"snapshot_every": cadence, "decay_half_life_days": max(7.0, window / 12)},
-        "retrieval": {
-            "window_days": window,
-            "half_life_days": window / 4,
-            "fresh_days": window,
-            "embedding_refresh_days": max(7.0, window / 12),
-        },
-    }
 
 
 def derive_protocol(

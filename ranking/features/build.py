@@ -23,7 +23,7 @@ def build_all_families(settings: Settings, as_of: datetime) -> FeatureBuild:
         first_snapshot=first_snapshot(as_of, settings.features.history_days),
     )
     build.rows |= compute_registered(
-        settings.features.definitions_dir,
+        settings.definitions_dir,
         settings.warehouse_path,
         settings.features_dir,
         as_of,

@@ -6,7 +6,9 @@
 with its counts (``n_events``, ``n_clicks``, ``n_positive``...), ``age_days`` (bucket start
 to snapshot) and ``decay`` (``0.5 ^ (age_days / half-life)``). Windows filter on
 ``age_days``; decayed signals multiply by ``decay``. A rate is NULL where its denominator
-is zero.
+is zero, and its denominator is never below its numerator, so that it stays in [0, 1] on
+any funnel (a log may hold a purchase without the click before it, or clicks without
+impressions).
 """
 
 from __future__ import annotations
@@ -21,16 +23,26 @@ USER_LONG_TERM = FeatureFamily(
     description="What a user has done over all their history before the snapshot.",
     features=(
         _f("user_events_all", "Int64", "Events of any type by the user, all history."),
-        _f("user_impressions_all", "Int64", "Items shown to the user, all history."),
-        _f("user_clicks_all", "Int64", "Clicks by the user, all history."),
-        _f("user_plays_all", "Int64", "Plays / watches by the user, all history."),
-        _f("user_purchases_all", "Int64", "Purchases by the user, all history."),
-        _f("user_ctr_all", "Float64", "Clicks per impression, all history."),
-        _f("user_skip_rate_all", "Float64", "Skips per play-or-skip, all history."),
-        _f("user_purchase_rate_all", "Float64", "Purchases per click, all history."),
+        _f(
+            "user_impressions_all",
+            "Int64",
+            "Items shown to the user, all history.",
+            needs="impressions",
+        ),
+        _f("user_clicks_all", "Int64", "Clicks by the user, all history.", needs="clicks"),
+        _f("user_plays_all", "Int64", "Plays / watches by the user, all history.", needs="plays"),
+        _f("user_purchases_all", "Int64", "Purchases by the user, all history.", needs="purchases"),
+        _f("user_ctr_all", "Float64", "Clicks per impression, all history.", needs="impressions"),
+        _f("user_skip_rate_all", "Float64", "Skips per play-or-skip, all history.", needs="skips"),
+        _f(
+            "user_purchase_rate_all",
+            "Float64",
+            "Share of the user's events (impressions aside) that are purchases, all history.",
+            needs="purchases",
+        ),
         _f("user_items_distinct_all", "Int64", "Distinct items interacted with (not shown)."),
-        _f("user_avg_dwell_all", "Float64", "Mean seconds of views and plays."),
-        _f("user_avg_rating_all", "Float64", "Mean rating given, all history."),
+        _f("user_avg_dwell_all", "Float64", "Mean seconds of views and plays.", needs="dwell"),
+        _f("user_avg_rating_all", "Float64", "Mean rating given, all history.", needs="ratings"),
         _f("user_active_span_days_all", "Float64", "Days between first and last event."),
     ),
     sql="""
@@ -40,9 +52,11 @@ USER_LONG_TERM = FeatureFamily(
         sum(n_clicks) AS user_clicks_all,
         sum(n_plays) AS user_plays_all,
         sum(n_purchases) AS user_purchases_all,
-        sum(n_clicks)::DOUBLE / nullif(sum(n_impressions), 0) AS user_ctr_all,
+        sum(n_clicks)::DOUBLE / nullif(greatest(sum(n_impressions), sum(n_clicks)), 0)
+            AS user_ctr_all,
         sum(n_skips)::DOUBLE / nullif(sum(n_skips) + sum(n_plays), 0) AS user_skip_rate_all,
-        sum(n_purchases)::DOUBLE / nullif(sum(n_clicks), 0) AS user_purchase_rate_all,
+        sum(n_purchases)::DOUBLE / nullif(sum(n_events) - sum(n_impressions), 0)
+            AS user_purchase_rate_all,
         sum(n_new_items) AS user_items_distinct_all,
         sum(dwell_sum) / nullif(sum(dwell_n), 0) AS user_avg_dwell_all,
         sum(rating_sum) / nullif(sum(rating_n), 0) AS user_avg_rating_all,
@@ -58,14 +72,34 @@ USER_SHORT_TERM = FeatureFamily(
     description="What a user did recently: last day, last 7 days, recency-decayed.",
     features=(
         _f("user_events_1d", "Int64", "Events by the user in the last day."),
-        _f("user_clicks_1d", "Int64", "Clicks by the user in the last day."),
+        _f("user_clicks_1d", "Int64", "Clicks by the user in the last day.", needs="clicks"),
         _f("user_events_7d", "Int64", "Events by the user in the last 7 days."),
-        _f("user_clicks_7d", "Int64", "Clicks by the user in the last 7 days."),
-        _f("user_plays_7d", "Int64", "Plays by the user in the last 7 days."),
-        _f("user_purchases_7d", "Int64", "Purchases by the user in the last 7 days."),
-        _f("user_sessions_7d", "Int64", "Sessions of the user in the last 7 days."),
-        _f("user_events_per_session_7d", "Float64", "Mean session length (events), 7 days."),
-        _f("user_clicks_decayed_7d", "Float64", "Clicks weighted by 0.5^(age / half-life)."),
+        _f("user_clicks_7d", "Int64", "Clicks by the user in the last 7 days.", needs="clicks"),
+        _f("user_plays_7d", "Int64", "Plays by the user in the last 7 days.", needs="plays"),
+        _f(
+            "user_purchases_7d",
+            "Int64",
+            "Purchases by the user in the last 7 days.",
+            needs="purchases",
+        ),
+        _f(
+            "user_sessions_7d",
+            "Int64",
+            "Sessions of the user in the last 7 days.",
+            needs="sessions",
+        ),
+        _f(
+            "user_events_per_session_7d",
+            "Float64",
+            "Mean session length (events), 7 days.",
+            needs="sessions",
+        ),
+        _f(
+            "user_clicks_decayed_7d",
+            "Float64",
+            "Clicks weighted by 0.5^(age / half-life).",
+            needs="clicks",
+        ),
         _f("user_days_since_last_event", "Float64", "Days from the last event to the snapshot."),
     ),
     sql="""
@@ -92,7 +126,12 @@ ITEM_STATS = FeatureFamily(
     entity_keys=ENTITY_KEYS["item"],
     description="How an item is doing: popularity raw and decayed, rates, freshness, price.",
     features=(
-        _f("item_impressions_7d", "Int64", "Times the item was shown in the last 7 days."),
+        _f(
+            "item_impressions_7d",
+            "Int64",
+            "Times the item was shown in the last 7 days.",
+            needs="impressions",
+        ),
         _f("item_popularity_1d", "Int64", "Positive interactions in the last day."),
         _f(
             "item_popularity_7d",
@@ -105,13 +144,18 @@ ITEM_STATS = FeatureFamily(
             "Float64",
             "Positive interactions weighted by 0.5^(age / half-life).",
         ),
-        _f("item_ctr_7d", "Float64", "Clicks per impression, last 7 days."),
-        _f("item_ctr_all", "Float64", "Clicks per impression, all history."),
-        _f("item_conversion_rate_all", "Float64", "Purchases per click, all history."),
-        _f("item_skip_rate_all", "Float64", "Skips per play-or-skip, all history."),
+        _f("item_ctr_7d", "Float64", "Clicks per impression, last 7 days.", needs="impressions"),
+        _f("item_ctr_all", "Float64", "Clicks per impression, all history.", needs="impressions"),
+        _f(
+            "item_conversion_rate_all",
+            "Float64",
+            "Share of the item's events (impressions aside) that are purchases, all history.",
+            needs="purchases",
+        ),
+        _f("item_skip_rate_all", "Float64", "Skips per play-or-skip, all history.", needs="skips"),
         _f("item_avg_value_all", "Float64", "Mean rating, or mean dwell seconds if unrated."),
         _f("item_age_days", "Float64", "Days since the item was created (or first seen)."),
-        _f("item_price", "Float64", "Catalogue price."),
+        _f("item_price", "Float64", "Catalogue price.", needs="prices"),
     ),
     # Every catalogue item gets a row from its creation on, with or without events.
     sql="""
@@ -126,6 +170,7 @@ ITEM_STATS = FeatureFamily(
             sum(n_impressions) AS impr_all,
             sum(n_clicks) AS clicks_all,
             sum(n_purchases) AS purchases_all,
+            sum(n_events) - sum(n_impressions) AS engaged_all,
             sum(n_skips) AS skips_all,
             sum(n_plays) AS plays_all,
             sum(rating_sum) / nullif(sum(rating_n), 0) AS avg_rating,
@@ -145,12 +190,13 @@ ITEM_STATS = FeatureFamily(
         coalesce(a.pop_7d, 0) AS item_popularity_7d,
         coalesce(a.pop_all, 0) AS item_popularity_all,
         coalesce(a.pop_decayed, 0.0) AS item_popularity_decayed_7d,
-        a.clicks_7d::DOUBLE / nullif(a.impr_7d, 0) AS item_ctr_7d,
-        a.clicks_all::DOUBLE / nullif(a.impr_all, 0) AS item_ctr_all,
-        a.purchases_all::DOUBLE / nullif(a.clicks_all, 0) AS item_conversion_rate_all,
+        a.clicks_7d::DOUBLE / nullif(greatest(a.impr_7d, a.clicks_7d), 0) AS item_ctr_7d,
+        a.clicks_all::DOUBLE / nullif(greatest(a.impr_all, a.clicks_all), 0) AS item_ctr_all,
+        a.purchases_all::DOUBLE / nullif(a.engaged_all, 0) AS item_conversion_rate_all,
         a.skips_all::DOUBLE / nullif(a.skips_all + a.plays_all, 0) AS item_skip_rate_all,
         coalesce(a.avg_rating, a.avg_dwell) AS item_avg_value_all,
-        (epoch(g.ts) - epoch(coalesce(i.created_at, a.first_ts))) / 86400.0 AS item_age_days,
+        -- An item met before its catalogue date existed then: its age counts from the first.
+        (epoch(g.ts) - epoch(least(i.created_at, a.first_ts))) / 86400.0 AS item_age_days,
         i.price AS item_price
     FROM grid g
     LEFT JOIN agg a USING (item_id, ts)
@@ -163,9 +209,24 @@ USER_CATEGORY = FeatureFamily(
     entity_keys=ENTITY_KEYS["user_category"],
     description="A user's affinity for a category (an item's primary category).",
     features=(
-        _f("user_category_impressions_all", "Int64", "Items of the category shown to the user."),
-        _f("user_category_clicks_all", "Int64", "Clicks on the category, all history."),
-        _f("user_category_ctr_all", "Float64", "Clicks per impression in the category."),
+        _f(
+            "user_category_impressions_all",
+            "Int64",
+            "Items of the category shown to the user.",
+            needs="impressions",
+        ),
+        _f(
+            "user_category_clicks_all",
+            "Int64",
+            "Clicks on the category, all history.",
+            needs="clicks",
+        ),
+        _f(
+            "user_category_ctr_all",
+            "Float64",
+            "Clicks per impression in the category.",
+            needs="impressions",
+        ),
         _f(
             "user_category_share_all",
             "Float64",
@@ -196,7 +257,7 @@ USER_CATEGORY = FeatureFamily(
     SELECT c.user_id, c.category, c.ts AS snapshot_ts,
         c.impressions AS user_category_impressions_all,
         c.clicks AS user_category_clicks_all,
-        c.clicks::DOUBLE / nullif(c.impressions, 0) AS user_category_ctr_all,
+        c.clicks::DOUBLE / nullif(greatest(c.impressions, c.clicks), 0) AS user_category_ctr_all,
         c.positive::DOUBLE / nullif(u.positive, 0) AS user_category_share_all,
         c.positive_decayed / nullif(u.positive_decayed, 0) AS user_category_affinity_decayed_7d
     FROM per_category c JOIN per_user u USING (user_id, ts)

@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from feast import FeatureStore
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 #: The request-time features of the repo's on-demand view, computed the same way.
 CONTEXT_COLUMNS = ("context_hour_of_day", "context_day_of_week", "context_is_weekend")

@@ -37,7 +37,7 @@ class RepoInputs:
     def of(cls, settings: Settings) -> RepoInputs:
         return cls(
             features_dir=settings.features_dir,
-            definitions_dir=settings.features.definitions_dir,
+            definitions_dir=settings.definitions_dir,
             owner=settings.features.owner,
             snapshot_every=settings.features.snapshot_every,
         )

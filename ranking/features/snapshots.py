@@ -20,11 +20,15 @@ from ranking.features.specs import FeatureFamily, FeatureSpec
 from ranking.schema import POSITIVE_SQL_LIST, UNKNOWN_CATEGORY
 from ranking.warehouse import scalar, warehouse
 
+#: Buckets count from the Unix epoch, as ``ranking.times.floor_to`` does (DuckDB's own
+#: origin, a Monday in 2000, would put weekly snapshots on other days than as-of times).
+_ORIGIN = "TIMESTAMP '1970-01-01'"
+
 #: Events before ``as_of`` with their cadence bucket and the item's primary category.
 _EVENTS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE ev AS
 SELECT e.user_id, e.item_id, e.event_type, e.event_timestamp, e.value, e.session_id,
-       time_bucket(INTERVAL '{{cadence_s}} seconds', e.event_timestamp) AS bucket,
+       time_bucket(INTERVAL '{{cadence_s}} seconds', e.event_timestamp, {_ORIGIN}) AS bucket,
        coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category
 FROM events e LEFT JOIN items i USING (item_id)
 WHERE e.event_timestamp < ?::TIMESTAMP
@@ -36,7 +40,7 @@ _SNAPSHOTS_SQL = """
 CREATE OR REPLACE TEMP TABLE snapshots AS
 SELECT unnest(generate_series(
     greatest((SELECT min(bucket) FROM ev) + INTERVAL '{cadence_s} seconds',
-             time_bucket(INTERVAL '{cadence_s} seconds', ?::TIMESTAMP)),
+             time_bucket(INTERVAL '{cadence_s} seconds', ?::TIMESTAMP, TIMESTAMP '1970-01-01')),
     ?::TIMESTAMP, INTERVAL '{cadence_s} seconds')) AS ts
 """
 

@@ -27,6 +27,10 @@ class FeatureSpec:
     name: str
     dtype: str  # "Int64" or "Float64"
     description: str
+    #: The signal of the log without which the feature is empty or constant (a CTR on a
+    #: log without impressions): ``ranking.ingest.profile`` names them. Such a feature is
+    #: still computed, but its null and constant checks are skipped on such a log.
+    needs: str | None = None
 
 
 @dataclass(frozen=True)

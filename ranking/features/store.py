@@ -27,7 +27,7 @@ from ranking.settings import Settings
 
 def service_name(settings: Settings) -> str:
     """The concrete feature service of the settings ('latest' resolved to a version)."""
-    return resolve_service(settings.features.service, settings.features.definitions_dir)
+    return resolve_service(settings.features.service, settings.definitions_dir)
 
 
 def feast_executable() -> str:
@@ -60,7 +60,7 @@ def repo_fingerprint(settings: Settings) -> str:
     sources = sorted(settings.feature_repo.glob("*.py")) + sorted(
         settings.feature_repo.glob("*.yaml")
     )
-    definitions = sorted(Path(settings.features.definitions_dir).glob("*.yaml"))
+    definitions = sorted(Path(settings.definitions_dir).glob("*.yaml"))
     code = [Path(families.__file__), Path(repo.__file__)]
     for path in [*sources, *definitions, *code]:
         digest.update(path.name.encode())

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ranking.checks.limits import SEVERITY
 from ranking.monitoring.drift import (
     DriftReport,
     FeatureDrift,
@@ -103,6 +104,7 @@ def write_html_report(
     current: pd.DataFrame,
     path: Path | str,
     title: str = "Feature drift report",
+    rule: str = "",
 ) -> Path:
     """Write ``report`` as one self-contained HTML file and return its path.
 
@@ -116,7 +118,7 @@ def write_html_report(
     head = ["feature", "kind", "status", "rows ref", "rows cur", "PSI", "KS p", "JS",
             "chi2 p", "null ref", "null cur", "reason"]  # fmt: skip
     rows = []
-    for f in report.features:
+    for f in sorted(report.features, key=lambda f: (-SEVERITY[f.status], f.name)):  # worst first
         cells = [f.name, f.kind, f.status, f.n_ref, f.n_cur, f.psi, f.ks_pvalue, f.js,
                  f.chi2_pvalue, f.null_rate_ref, f.null_rate_cur, f.reason]  # fmt: skip
         tds = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in cells)
@@ -147,6 +149,7 @@ figcaption {{ font-size: 0.8em; max-width: 576px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><strong>{verdict}</strong>: {len(report.features)} columns checked ({summary}).</p>
+<p>{html.escape(rule)}</p>
 <table><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}

@@ -21,9 +21,11 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from ranking.checks.limits import SEVERITY
 from ranking.monitoring import drift
 from ranking.monitoring.html_report import write_html_report
-from ranking.publishing.models import Champion, load_champion
+from ranking.publishing.champion import Champion
+from ranking.publishing.models import load_champion
 from ranking.settings import Settings
 from ranking.training import dataset
 from ranking.training.tracking import client_for, load_frame_artifact, reference_sample
@@ -74,12 +76,36 @@ def compare_and_report(
         score_column="score",
     )
     report = cap_trending(report, settings.monitoring.trending_features)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _unused(out_dir)  # a second run at the same time never overwrites the first
+    out_dir.mkdir(parents=True)
     json_path = out_dir / "drift.json"
     json_path.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     html_path = write_html_report(report, reference, current, out_dir / "drift.html",
-                                        title=title)  # fmt: skip
+                                  title=title, rule=rule_text(settings))  # fmt: skip
     return MonitorOutput(report, json_path, Path(html_path))
+
+
+def _unused(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``... the first that does not exist yet."""
+    n, candidate = 1, folder
+    while candidate.exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
+
+
+def rule_text(settings: Settings) -> str:
+    """The warn / fail rule of the report, in one sentence, with this home's levels."""
+    t = settings.monitoring.drift
+    return (
+        f"A numeric column or the score warns at PSI >= {t.psi_warn:g} and fails at PSI >= "
+        f"{t.psi_fail:g}, if a KS test also gives p < {t.ks_pvalue:g}; the category mix warns "
+        f"at Jensen-Shannon >= {t.js_warn:g} and fails at >= {t.js_fail:g}, if chi-square "
+        f"gives p < {t.chi2_pvalue:g}; a null share moving by {t.null_rate_warn:g} / "
+        f"{t.null_rate_fail:g} (p < {t.null_pvalue:g}) warns / fails; under "
+        f"{t.min_samples} rows is 'not enough data'; counts that grow by construction "
+        "(all-history counts, ages) stop at warn."
+    )
 
 
 def cap_trending(report: drift.DriftReport, patterns: list[str]) -> drift.DriftReport:
@@ -128,6 +154,14 @@ def status_of(report: drift.DriftReport) -> str:
     if report.counts().get("not enough data", 0) == len(report.features):
         return "not enough data"
     return "warn" if report.drifted else "ok"
+
+
+def alarms(report: drift.DriftReport) -> list[str]:
+    """One line per column that drifted (fail, then warn), naming it and saying why."""
+    drifted = [f for f in report.features if f.status in ("fail", "warn")]
+    drifted.sort(key=lambda f: (-SEVERITY[f.status], f.name))
+    return [f"{f.name}: {f.status} ({f.reason})" if f.reason else f"{f.name}: {f.status}"
+            for f in drifted]  # fmt: skip
 
 
 def log_drift_run(settings: Settings, version: str, output: MonitorOutput, as_of: str) -> str:

@@ -5,7 +5,6 @@ feature service and feature list it was trained on, and score it on a holdout.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import mlflow.xgboost
 import pandas as pd
@@ -13,21 +12,12 @@ from mlflow.exceptions import MlflowException
 
 from ranking.evaluation.metrics import ranking_metrics
 from ranking.features.store import service_name
+from ranking.publishing.champion import Champion
 from ranking.publishing.gate import ChampionScore
 from ranking.schema import CHAMPION, HEADLINE_METRIC
 from ranking.settings import Settings
 from ranking.training.retrieved import only_retrieved
 from ranking.training.tracking import client_for
-
-
-@dataclass
-class Champion:
-    """The serving model and what it needs to serve."""
-
-    model: object
-    version: str
-    feature_service: str
-    features: list[str]
 
 
 def _champion(settings: Settings, mv, uri: str) -> Champion:

@@ -12,21 +12,30 @@ import duckdb
 
 from ranking.checks.report import CheckResult, QualityReport, failure, graded, pct, skipped
 from ranking.checks.thresholds import QualityThresholds
+from ranking.ingest.profile import DataProfile
 from ranking.schema import EVENT_CONTENT_COLUMNS, OPTIONAL_EVENT_COLUMNS
-from ranking.times import naive_utc
+from ranking.times import floor_to, naive_utc
 from ranking.warehouse import warehouse
 
 _DAY = timedelta(days=1)
+#: A volume baseline spans at least this many periods (four weeks at a weekly cadence).
+MIN_BASELINE_PERIODS = 4
 
 
 # Events ----------------------------------------------------------------------------------
 def check_events(
-    warehouse_path: Path, now: datetime, thresholds: QualityThresholds | None = None
+    warehouse_path: Path,
+    now: datetime,
+    thresholds: QualityThresholds | None = None,
+    profile: DataProfile | None = None,
+    period: timedelta = _DAY,
 ) -> QualityReport:
     """Freshness, volume, null rates, duplicates and quarantine shares of the warehouse.
 
     ``now`` is the caller's clock (naive UTC, or aware and converted). The warehouse is
-    opened read-only; a missing warehouse or an empty events table is a failure.
+    opened read-only; a missing warehouse or an empty events table is a failure. With the
+    log's ``profile``, only the optional columns it claims are judged for nulls, and a
+    historic log's last ``period`` (cut at its end) is not taken for a volume drop.
     """
     t = thresholds or QualityThresholds()
     now = naive_utc(now)
@@ -41,9 +50,14 @@ def check_events(
             return QualityReport(
                 [failure("row_count", "events", f"events table in {path.name} holds no rows")]
             )
-        results = [_freshness(newest, now, t)]
-        results += _volume(con, oldest, newest, now, t)
-        results += _null_rates(con, newest, t)
+        if profile is not None and profile.historic:  # complete when loaded: nothing is late
+            why = f"a historic log (newest event {newest:%Y-%m-%d %H:%M}, before its first load)"
+            results = [skipped("freshness_hours", "events", t.freshness_hours, why)]
+        else:
+            results = [_freshness(newest, now, t)]
+        ended = profile is not None and profile.historic
+        results += _volume(con, oldest, newest, now, t, period, ended)
+        results += _null_rates(con, newest, t, profile)
         results.append(_duplicates(con, newest, t))
         results += _quarantine(con, total, t)
     return QualityReport(results)
@@ -67,43 +81,53 @@ def _volume(
     newest: datetime,
     now: datetime,
     t: QualityThresholds,
+    period: timedelta = _DAY,
+    ended: bool = False,
 ) -> list[CheckResult]:
-    """Events of the newest complete day vs the mean of the baseline days before it.
+    """Events of the newest complete period (a day, or the snapshot cadence when longer)
+    vs the mean of the baseline periods before it.
 
-    The newest day is the day of the newest event, or the day before it while that day is
-    still running at ``now`` (a partial day is not a volume drop). Baseline days before
-    the first event's day do not count; days without events inside the baseline count 0.
+    The newest period is the one of the newest event, or the one before it while that one
+    is still running at ``now`` or the log ``ended`` inside it (a partial period is not a
+    volume drop). The baseline spans ``volume_baseline_days``, and at least
+    ``MIN_BASELINE_PERIODS`` periods; periods before the first event's do not count,
+    periods without events inside the baseline count 0.
     """
-    newest_day = datetime(newest.year, newest.month, newest.day)
-    day = newest_day if newest_day + _DAY <= now else newest_day - _DAY
-    first_day = datetime(oldest.year, oldest.month, oldest.day)
-    base_start = max(first_day, day - t.volume_baseline_days * _DAY)
-    if base_start >= day:
-        return [skipped("volume_ratio", "events", t.volume_ratio, "no complete day of history")]
+    step = period.total_seconds()
+    newest_start = floor_to(newest, step)
+    complete = newest_start + period <= now and not ended
+    start = newest_start if complete else newest_start - period
+    wanted = max(round(t.volume_baseline_days * _DAY / period), MIN_BASELINE_PERIODS)
+    base_start = max(floor_to(oldest, step), start - wanted * period)
+    if base_start >= start:
+        return [skipped("volume_ratio", "events", t.volume_ratio, "no complete period of history")]
     counts = dict(
         con.execute(
-            """
-            SELECT date_trunc('day', event_timestamp)::TIMESTAMP AS day, count(*) FROM events
+            f"""
+            SELECT time_bucket(INTERVAL '{step} seconds', event_timestamp,
+                               TIMESTAMP '1970-01-01') AS period, count(*) FROM events
             WHERE event_timestamp >= ?::TIMESTAMP AND event_timestamp < ?::TIMESTAMP
             GROUP BY 1
             """,
-            [base_start, day + _DAY],
+            [base_start, start + period],
         ).fetchall()
     )
-    n_base = (day - base_start).days
-    baseline = sum(counts.get(base_start + i * _DAY, 0) for i in range(n_base)) / n_base
-    observed = counts.get(day, 0)
+    n_base = round((start - base_start) / period)
+    baseline = sum(counts.get(base_start + i * period, 0) for i in range(n_base)) / n_base
+    observed = counts.get(start, 0)
     if baseline == 0:
         return [skipped("volume_ratio", "events", t.volume_ratio, "no events in the baseline")]
     ratio = observed / baseline
+    unit = "day" if period == _DAY else f"period of {period}"
+    when = f"{start:%Y-%m-%d}" if period == _DAY else f"{start:%Y-%m-%d %H:%M}"
     return [
         graded(
             "volume_ratio",
             "events",
             round(ratio, 4),
             t.volume_ratio,
-            f"events on {day:%Y-%m-%d}: {observed:,} vs {baseline:,.1f} a day on average over "
-            f"the {n_base} days before ({ratio:.2f}x)",
+            f"events on {when}: {observed:,} vs {baseline:,.1f} a {unit} on average over "
+            f"the {n_base} {unit}s before ({ratio:.2f}x)",
         )
     ]
 
@@ -113,18 +137,26 @@ def _window_start(newest: datetime, t: QualityThresholds) -> datetime:
 
 
 def _null_rates(
-    con: duckdb.DuckDBPyConnection, newest: datetime, t: QualityThresholds
+    con: duckdb.DuckDBPyConnection,
+    newest: datetime,
+    t: QualityThresholds,
+    profile: DataProfile | None = None,
 ) -> list[CheckResult]:
-    columns = [c for c in OPTIONAL_EVENT_COLUMNS if c in t.events_null_rate]
+    judged = [c for c in OPTIONAL_EVENT_COLUMNS if c in t.events_null_rate]
+    columns = [c for c in judged if profile is None or profile.claims(c)]
+    results = [
+        skipped(f"null_rate:{c}", "events", t.events_null_rate[c], f"the log has no {c}")
+        for c in judged
+        if c not in columns
+    ]
     if not columns:
-        return []
+        return results
     start = _window_start(newest, t)
     counts = ", ".join(f"count({c})" for c in columns)
     row = con.execute(
         f"SELECT count(*), {counts} FROM events WHERE event_timestamp > ?::TIMESTAMP", [start]
     ).fetchall()[0]
     n = row[0]
-    results = []
     for col, non_null in zip(columns, row[1:], strict=True):
         rate = 1.0 - non_null / n
         results.append(

@@ -67,17 +67,34 @@ def check_features(
     features_dir: Path,
     thresholds: QualityThresholds | None = None,
     families: Iterable[FeatureFamily] = FAMILIES,
+    signals: frozenset[str] | None = None,
 ) -> QualityReport:
-    """Schema, null rates, ranges, constant columns and snapshot sizes of each family's file."""
+    """Schema, null rates, ranges, constant columns and snapshot sizes of each family's file.
+
+    With the log's ``signals`` (``DataProfile.signals``), a feature whose signal the log
+    lacks (a CTR without impressions) is not judged for nulls or a constant value.
+    """
     t = thresholds or QualityThresholds()
     results: list[CheckResult] = []
     for family in families:
-        results += _check_family(family, Path(features_dir), t)
+        results += _check_family(family, Path(features_dir), t, signals)
     return QualityReport(results)
 
 
+def lacking(families: Iterable[FeatureFamily], signals: frozenset[str] | None) -> dict[str, str]:
+    """Feature name -> the signal it needs and the log lacks."""
+    if signals is None:
+        return {}
+    return {
+        spec.name: spec.needs
+        for family in families
+        for spec in family.features
+        if spec.needs is not None and spec.needs not in signals
+    }
+
+
 def _check_family(
-    family: FeatureFamily, features_dir: Path, t: QualityThresholds
+    family: FeatureFamily, features_dir: Path, t: QualityThresholds, signals: frozenset[str] | None
 ) -> list[CheckResult]:
     target = f"features:{family.name}"
     path = family.parquet_path(features_dir)
@@ -98,9 +115,14 @@ def _check_family(
     present = [s for s in family.features if s.name in frame.columns]
     snapshots = frame["event_timestamp"] if "event_timestamp" in frame.columns else None
     newest = frame[snapshots == snapshots.max()] if snapshots is not None else frame
+    absent = lacking([family], signals)
     for spec in present:
-        results.append(_feature_nulls(spec.name, frame, newest, target, t))
         results.append(_feature_range_result(spec, frame, value_cases, target, t))
+        if spec.name in absent:
+            why = f"the log has no {absent[spec.name]}"
+            results.append(skipped(f"null_rate:{spec.name}", target, t.null_limit(spec.name), why))
+            continue
+        results.append(_feature_nulls(spec.name, frame, newest, target, t))
         results.append(_feature_constant(spec.name, frame, target, t))
     if snapshots is not None:
         results.append(_snapshot_rows(snapshots, target, path.name, t))

@@ -4,12 +4,12 @@ split, query-group sizes, groups without a positive and the qid order XGBoost ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import pandera.pandas as pa
 
-from ranking.checks.report import CheckResult, QualityReport, failure, graded, pct
+from ranking.checks.report import CheckResult, QualityReport, failure, graded, pct, skipped
 from ranking.checks.thresholds import QualityThresholds
 from ranking.quality.frames import (
     failure_cases,
@@ -41,11 +41,13 @@ def check_training_set(
     frame: pd.DataFrame,
     thresholds: QualityThresholds | None = None,
     features: Sequence[str] | None = None,
+    lacking: Mapping[str, str] | None = None,
 ) -> QualityReport:
     """Schema, label distribution, query-group sizes and groups without a positive.
 
     ``frame`` is a training frame (``group_id``, ``user_id``, ``item_id``, ``label``,
-    ``split``...). With ``features``, each feature column's null rate is checked too.
+    ``split``...). With ``features``, each feature column's null rate is checked too,
+    except where the log ``lacking`` the feature's signal leaves it empty by nature.
     """
     t = thresholds or QualityThresholds()
     target = "training_set"
@@ -75,7 +77,10 @@ def check_training_set(
     results += _groups(frame, positive, target, t)
     for name in features or ():
         # A source's score is absent where it did not propose the item, by design.
-        if name in frame.columns and name not in RETRIEVAL_FEATURES:
+        if name in (lacking or {}):
+            results.append(skipped(f"null_rate:{name}", target, t.null_limit(name),
+                                   f"the log has no {lacking[name]}"))  # fmt: skip
+        elif name in frame.columns and name not in RETRIEVAL_FEATURES:
             rate = float(frame[name].isna().mean())
             results.append(
                 graded(

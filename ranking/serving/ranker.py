@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ranking.features.online import ViewTable, lookup, request_timestamp_s
-from ranking.features.store import online_features
-from ranking.publishing.models import Champion
+from ranking.publishing.champion import Champion
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.retrieval.published import load_published
 from ranking.schema import IMPRESSION
@@ -123,12 +122,16 @@ def _online(store, champion: Champion, scored: pd.DataFrame, user_id: str, now: 
         found = lookup(views, wanted, user_id, scored, now)
         if found is not None:
             return found
+    from ranking.features.store import online_features  # Feast: only off the fast path
+
     request_s = request_timestamp_s(now)
     rows = [
         {"user_id": user_id, "item_id": i, "category": c, "request_timestamp_s": request_s}
         for i, c in zip(scored["item_id"], scored["category"], strict=True)
     ]
-    return online_features(store, rows, champion.feature_service)
+    # ``store`` may be a callable that opens it, so a call served from the publication
+    # never opens (nor imports) Feast.
+    return online_features(store() if callable(store) else store, rows, champion.feature_service)
 
 
 def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:

@@ -24,7 +24,7 @@ from ranking.features.store import historical_features, service_features, servic
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.schema import POSITIVE_SQL_LIST, SPLITS, TEST, TRAIN, UNKNOWN_CATEGORY, VALID
 from ranking.settings import Settings
-from ranking.times import floor_to
+from ranking.times import floor_to, iso_duration
 from ranking.training import retrieved
 from ranking.training.labels import labelled_events_sql
 from ranking.warehouse import event_time_range, warehouse
@@ -40,14 +40,18 @@ class SplitTimes:
     end: datetime
 
 
-def split_times(start: datetime, end: datetime, valid_days: int, test_days: int) -> SplitTimes:
+def split_times(
+    start: datetime, end: datetime, valid_window: timedelta, test_window: timedelta
+) -> SplitTimes:
     """Cut ``[start, end)`` into train / validation / test by time."""
-    test_start = end - timedelta(days=test_days)
-    valid_start = test_start - timedelta(days=valid_days)
+    test_start = end - test_window
+    valid_start = test_start - valid_window
     if valid_start <= start:
-        raise ValueError(
-            f"window {start:%Y-%m-%d}..{end:%Y-%m-%d} is too short for {valid_days} validation "
-            f"and {test_days} test days"
+        raise NoDataError(
+            f"training window {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} is too short for "
+            f"{iso_duration(valid_window)} of validation and {iso_duration(test_window)} of test: "
+            "set shorter "
+            "RANKING_TRAINING__VALID_WINDOW / TEST_WINDOW (ISO 8601, e.g. PT6H), or unset them"
         )
     return SplitTimes(start, valid_start, test_start, end)
 
@@ -65,7 +69,8 @@ def split_for(settings: Settings, as_of: datetime) -> SplitTimes:
     first = floor_to(span[0], cadence.total_seconds()) + cadence
     if settings.features.history_days is not None:
         first = max(first, as_of - timedelta(days=settings.features.history_days))
-    return split_times(first, as_of, settings.training.valid_days, settings.training.test_days)
+    training = settings.training
+    return split_times(first, as_of, training.valid_window, training.test_window)
 
 
 def interacted_items(

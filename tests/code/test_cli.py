@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cli import app
+from cli.common import _NoTracebackForExpectedErrors
+from ranking.checks.report import QualityError, QualityReport
+from ranking.errors import NoDataError
 
 runner = CliRunner()
 
@@ -41,3 +46,23 @@ def test_ui_prints_a_command_per_ui_on_this_home(tmp_path: Path) -> None:
     for name in ("MLflow", "Prefect", "Feast"):
         assert name in result.output
     assert str(home) in result.output.replace("\n", "")
+
+
+def _record(error: Exception, message: str) -> logging.LogRecord:
+    try:
+        raise error
+    except Exception:
+        info = sys.exc_info()
+    return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, message, None, info)
+
+
+def test_prefect_logs_no_traceback_for_an_expected_error() -> None:
+    quiet = _NoTracebackForExpectedErrors()
+    expected = _record(NoDataError("window too short"), "Task run failed: NoDataError(...)")
+    assert quiet.filter(expected) and expected.exc_info is None
+    report = "QualityError: 2 data-quality check(s) failed:\n  - a\n  - b"
+    cut = _record(QualityError(QualityReport([])), report)
+    quiet.filter(cut)
+    assert cut.getMessage() == "QualityError: 2 data-quality check(s) failed: ..."
+    bug = _record(KeyError("user_id"), "Task run failed: KeyError('user_id')")
+    assert quiet.filter(bug) and bug.exc_info is not None  # a bug keeps its traceback

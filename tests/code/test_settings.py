@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cli.config import markdown_table
-from ranking.settings import PROJECT_ROOT, Settings, get_settings, settings_reference
+from cli.config import markdown_table, settings_reference
+from ranking.settings import PROJECT_ROOT, Settings, get_settings
 
 
 def test_nested_environment_variables_set_each_section(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +58,7 @@ def test_paths_are_absolute_and_derived_from_home(tmp_path: Path, monkeypatch) -
 def test_updated_changes_part_of_a_section_and_leaves_the_original(settings: Settings) -> None:
     changed = settings.updated(training={"n_estimators": 5}, seed=1)
     assert changed.training.n_estimators == 5 and changed.seed == 1
-    assert changed.training.valid_days == settings.training.valid_days
+    assert changed.training.valid_window == settings.training.valid_window
     assert settings.training.n_estimators != 5
 
 

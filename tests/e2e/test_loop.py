@@ -30,13 +30,14 @@ from ranking.features.online import lookup, request_timestamp_s
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
+from ranking.ingest.profile import fit_settings, profile_of
 from ranking.publishing import aliases, models
 from ranking.retrieval.published import load_published
 from ranking.schema import CHAMPION
 from ranking.serving.candidates import candidates_for
 from ranking.serving.http import create_app
 from ranking.serving.ranker import rank_for_user, rank_request
-from ranking.settings import get_settings
+from ranking.settings import Settings, get_settings
 from ranking.training import tracking
 from ranking.warehouse import most_active_user, warehouse
 from tests.conftest import END, NOW
@@ -60,7 +61,13 @@ def loop_run(prefect_server, tmp_path_factory: pytest.TempPathFactory,
     paths = synth.write(small_data, settings.raw_dir)
     result = ranking_loop(str(paths["events"]), str(paths["items"]),
                           as_of=END.isoformat(), now=NOW.isoformat(), home=str(home))  # fmt: skip
-    return settings, paths, result
+    return fitted(home), paths, result
+
+
+def fitted(home: Path, **overrides) -> Settings:
+    """The settings the flows and commands use on ``home``: unset ones from its data."""
+    settings = get_settings(home=home, **overrides)
+    return fit_settings(settings, profile_of(settings.warehouse_path))
 
 
 def test_loop_loads_features_and_registers_a_champion(loop_run) -> None:
@@ -294,15 +301,12 @@ def test_http_service_ranks_with_the_champion_and_logs_what_it_served(
 
 
 def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serves(
-    loop_run, tmp_path: Path, monkeypatch
+    loop_run,
 ) -> None:
     """The README walk-through: add user_skip_rate_7d, train, and keep v1 serving."""
     settings, _, first = loop_run
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
     example = Path(__file__).resolve().parents[2] / "feature_repo/examples/user_skips.yaml"
-    shutil.copy(example, definitions / "user_skips.yaml")
-    monkeypatch.setenv("RANKING_FEATURES__DEFINITIONS_DIR", str(definitions))
+    shutil.copy(example, settings.definitions_dir / "user_skips.yaml")  # in the home
 
     done = register_flow("user_skips", as_of=END.isoformat(), home=str(settings.home))
     assert done.service == "ranker_v2" and done.rows > 0
@@ -317,7 +321,7 @@ def test_registering_a_feature_reaches_the_next_model_and_the_old_one_still_serv
     old = models.load_version(settings, first.training.version)
     assert old.feature_service == "ranker_v1"
     assert "user_skip_rate_7d" not in old.features
-    fs = store.get_store(get_settings(home=settings.home))
+    fs = store.get_store(fitted(settings.home))
     user = most_active_user(settings.warehouse_path)
     # The old version still ranks, through its own feature service and retrieval's features.
     ranked = rank_request(settings, fs, old, user, NOW, k=3)
@@ -333,7 +337,7 @@ def test_the_service_follows_a_moved_alias_without_a_restart(loop_run) -> None:
     """A promotion while the service runs: within a few refreshes every answer comes from
     the new champion, none failed meanwhile, and none went back to the old one."""
     settings, _, _ = loop_run
-    fast = get_settings(home=settings.home, serving={"refresh_seconds": 0.1})
+    fast = fitted(settings.home, serving={"refresh_seconds": 0.1})
     client = tracking.client_for(fast)
     name = fast.publishing.model_name
     before = aliases.current_champion_version(client, name)
@@ -376,8 +380,9 @@ def test_a_copied_home_works_on_its_own_and_leaves_the_original_untouched(
     loop_run, tmp_path: Path
 ) -> None:
     settings, _, _ = loop_run
-    copy = get_settings(home=tmp_path / "copied-home")
-    shutil.copytree(settings.home, copy.home, ignore=shutil.ignore_patterns("prefect"))
+    shutil.copytree(settings.home, tmp_path / "copied-home",
+                    ignore=shutil.ignore_patterns("prefect"))  # fmt: skip
+    copy = fitted(tmp_path / "copied-home")
     before = _digests(settings.home)
     user = most_active_user(settings.warehouse_path)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ranking.errors import RegistryError
-from ranking.publishing import aliases, models
+from ranking.publishing import aliases, champion, models, serving_model
 from ranking.publishing.gate import ChampionScore, decide
 from ranking.settings import Settings
 from ranking.training import rankers as train
@@ -227,3 +227,25 @@ def test_a_run_shows_its_datasets_curve_and_name_and_takes_float64_input(gated) 
     model = mlflow.pyfunc.load_model(f"models:/{gated.publishing.model_name}/{version}")
     scores = model.predict(_frame(32)[["f1", "f2"]].astype("float64"))
     assert len(scores) == len(_frame(32))
+
+
+def test_the_kept_champion_serves_only_while_the_alias_names_its_version(gated) -> None:
+    v1, v2 = _register(gated, 41), _register(gated, 42)
+    aliases.promote(gated, v1, "first")
+    assert champion.kept_champion(gated) is None  # nothing kept yet: the registry answers
+    assert serving_model.serving_champion(gated).version == v1
+    kept = champion.kept_champion(gated)
+    assert kept is not None and kept.version == v1 and kept.features == ["f1", "f2"]
+    x = _frame(1)[["f1", "f2"]]
+    registry = models.load_champion(gated)
+    assert np.array_equal(kept.model.predict(x), registry.model.predict(x))
+
+    aliases.promote(gated, v2, "second")
+    assert champion.kept_champion(gated) is None  # v1's copy is not served for v2
+    assert serving_model.serving_champion(gated).version == v2
+    assert champion.kept_champion(gated).version == v2
+
+    # A registry rebuilt since (the same number, another run): the copy is not trusted.
+    meta = champion.kept_dir(gated) / f"v{v2}" / champion.META_FILE
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"run_id": "elsewhere"}))
+    assert champion.kept_champion(gated) is None

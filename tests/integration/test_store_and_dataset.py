@@ -23,7 +23,7 @@ from tests.conftest import END, NOW
 def applied(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     """A home with events ingested, features computed, `feast apply` run, materialized."""
     home = tmp_path_factory.mktemp("home")
-    settings = get_settings(home=home, training={"valid_days": 5, "test_days": 5})
+    settings = get_settings(home=home, training={"valid_window": "P5D", "test_window": "P5D"})
     ensure_dirs(settings)
     paths = synth.write(small_data, settings.raw_dir)
     ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
@@ -34,7 +34,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthDat
     fs = store.get_store(settings)
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-    times = dataset.split_times(min(build.snapshots), END, 5, 5)
+    times = dataset.split_times(min(build.snapshots), END, timedelta(days=5), timedelta(days=5))
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
     return settings, fs, build, frame, names, times
 

@@ -28,8 +28,8 @@ from tests.conftest import END, NOW
 #: Sampled groups: these tests perturb the stored (Feast) features and join them by hand;
 #: the retrieval features and retrieval-built groups are tested in
 #: tests/code/training/test_retrieved.py and measured by benchmarks/quality.py.
-TRAINING = {"n_estimators": 60, "valid_days": 5, "test_days": 5, "candidates": "sampled",
-            "max_depth": 6, "min_child_weight": 1.0}  # fmt: skip
+TRAINING = {"n_estimators": 60, "valid_window": "P5D", "test_window": "P5D",
+            "candidates": "sampled", "max_depth": 6, "min_child_weight": 1.0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ def fit_home(settings: Settings, data: synth.SynthData) -> TrainedHome:
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
     training = settings.training
-    times = dataset.split_times(min(build.snapshots), END, training.valid_days, training.test_days)
+    times = dataset.split_times(
+        min(build.snapshots), END, training.valid_window, training.test_window
+    )
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
     ranker = rankers.train_ranker(
         dataset.split_rows(frame, TRAIN), dataset.split_rows(frame, VALID), names, settings

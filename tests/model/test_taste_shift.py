@@ -49,7 +49,7 @@ SHIFT_TO = "scifi"
 #: (the generator draws them either way, so every other draw is the same).
 DATA = synth.SynthConfig(events=20_000, days=21, end=END, seed=2)
 #: A small budget, the default two-stage training groups (retrieved candidates).
-TRAINING = {"n_estimators": 60, "valid_days": 5, "test_days": 5}
+TRAINING = {"n_estimators": 60, "valid_window": "P5D", "test_window": "P5D"}
 TOP_K = 10
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from ranking.errors import NoDataError
-from ranking.evaluation.protocol import cadence_for, derive_protocol, derived_sections
+from ranking.evaluation.protocol import derive_protocol
 from ranking.ingest.contract import ingest
+from ranking.ingest.profile import cadence_for, derived_sections
 from ranking.settings import Settings
 from ranking.times import floor_to
 from ranking.training.dataset import SplitTimes
@@ -53,7 +54,9 @@ def _epoch(moment: datetime) -> float:
 @pytest.mark.parametrize(
     ("span", "expected"),
     [
-        (timedelta(0), HOUR),
+        (timedelta(0), timedelta(minutes=10)),
+        (timedelta(days=2), timedelta(minutes=10)),  # a log of hours or a day or two
+        (timedelta(days=2, seconds=1), HOUR),
         (timedelta(days=14), HOUR),  # the boundary is "above 14 days"
         (timedelta(days=14, seconds=1), DAY),
         (timedelta(days=730), DAY),  # the boundary is "above 730 days"
@@ -101,7 +104,7 @@ def test_derived_sections_follow_the_span(
     assert updated.retrieval.embedding_refresh_days == pytest.approx(decay)
     assert updated.retrieval.covisit_budget == settings.retrieval.covisit_budget
     assert updated.features.owner == settings.features.owner
-    assert updated.training.valid_days == 5  # the fixture's
+    assert updated.training.valid_window == timedelta(days=5)  # the fixture's
 
 
 def test_daily_cutoffs_by_hand(warehouses: dict[str, Path]) -> None:

@@ -14,6 +14,7 @@ import pytest
 from ranking.monitoring.drift import DriftReport, FeatureDrift
 from ranking.monitoring.monitor import (
     MonitorOutput,
+    alarms,
     cap_trending,
     compare_and_report,
     monitor_window,
@@ -269,3 +270,17 @@ def test_compare_and_report_overwrites_a_previous_run(
     assert data["breached"] is False
     assert data["counts"]["ok"] == 5
     assert "BREACHED" not in output.html_path.read_text()
+
+
+def test_the_report_puts_the_worst_first_explains_its_rule_and_never_overwrites(
+    settings: Settings, frames, tmp_path: Path
+) -> None:
+    first, second = _run(settings, frames, tmp_path), _run(settings, frames, tmp_path)
+    assert first.html_path.parent != second.html_path.parent  # the same time, twice
+    assert second.html_path.parent.name == "run-2" and first.html_path.exists()
+    page = first.html_path.read_text(encoding="utf-8")
+    order = [page.index(f"<td>{name}</td>") for name in ("shifted", "user_events_all", "stable")]
+    assert order == sorted(order)  # fail, then warn, then ok
+    assert f"fails at PSI &gt;= {settings.monitoring.drift.psi_fail:g}" in page
+    assert alarms(first.report)[0].startswith("shifted: fail (")
+    assert [a.split(":")[0] for a in alarms(first.report)] == ["shifted", "user_events_all"]

@@ -20,7 +20,9 @@ from ranking.training import dataset, retrieved
 from ranking.warehouse import warehouse
 from tests.conftest import NOW
 
-TIMES = dataset.split_times(datetime(2026, 2, 1), datetime(2026, 3, 1), valid_days=5, test_days=5)
+TIMES = dataset.split_times(
+    datetime(2026, 2, 1), datetime(2026, 3, 1), timedelta(days=5), timedelta(days=5)
+)
 # train [02-01, 02-19), valid [02-19, 02-24), test [02-24, 03-01); query times daily
 HORIZON = timedelta(days=2)
 
