@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli.common import HomeOption, console, fail, now, settings_for
+from cli.progress import progress_bars
 from ranking.errors import IngestError
 
 app = typer.Typer()
@@ -72,10 +73,12 @@ def ingest(
     from flows.ingest import ingest_flow
 
     console.print(f"Reading {events_path} as {kind}")
-    for report in ingest_flow(str(events_path), str(items) if items else None,
+    with progress_bars("Loading through Prefect"):
+        reports = ingest_flow(str(events_path), str(items) if items else None,
                               now=now().isoformat(), home=str(settings.home),
                               mapping_path=str(mapping) if mapping else None,
-                              source_format=source_format):  # fmt: skip
+                              source_format=source_format)  # fmt: skip
+    for report in reports:
         console.print(report.summary())
         for reason, n in sorted(report.reasons.items()):
             console.print(f"  quarantined: {reason}: {n}")

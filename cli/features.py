@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cli.common import AS_OF_DEFAULT, HomeOption, console, fail, print_frame, settings_for
+from cli.progress import progress_bars
 from ranking.errors import DefinitionError, FeastError
 
 app = typer.Typer(
@@ -27,7 +28,8 @@ def features(
     from flows.features import features_flow
 
     settings = settings_for(home)
-    build = features_flow(as_of=as_of, home=str(settings.home))
+    with progress_bars("Features through Prefect: snapshots, feast apply, materialize"):
+        build = features_flow(as_of=as_of, home=str(settings.home))
     for name, rows in build.rows.items():
         console.print(f"{name}: {rows:,} rows")
 
@@ -63,7 +65,8 @@ def features_register(
 
     settings = settings_for(home)
     try:
-        done = register_flow(name, as_of=as_of, home=str(settings.home))
+        with progress_bars(f"Registering {name} through Prefect"):
+            done = register_flow(name, as_of=as_of, home=str(settings.home))
     except (DefinitionError, FeastError) as exc:
         fail(f"{exc}\nNothing was registered: the services and the Feast registry are as before.")
     console.print(f"registered {done.family}: {', '.join(done.features)}; {done.rows:,} rows "

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from cli.common import HomeOption, console, now, settings_for
+from cli.progress import progress_bars
 from cli.serving import print_ranked, rank_with_champion
 from ranking.ingest.profile import default_as_of
 from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
@@ -81,7 +82,7 @@ def demo(
         del data  # the loop reads the files; keep the generated tables out of its memory
     from flows.loop import ranking_loop
 
-    with console.status("Running the loop through Prefect: ingest -> features -> train"):
+    with progress_bars("The loop through Prefect: ingest, features, train"):
         result = ranking_loop(
             str(settings.raw_dir / "events"),
             str(settings.raw_dir / "items.parquet"),
@@ -117,7 +118,7 @@ def run(
     started = now()
     from flows.loop import ranking_loop
 
-    with console.status("Running the loop through Prefect: ingest -> features -> train"):
+    with progress_bars("The loop through Prefect: ingest, features, train"):
         result = ranking_loop(
             str(events_path),
             str(items) if items else None,

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cli.common import HomeOption, console, settings_for
+from cli.progress import progress_bars
 
 app = typer.Typer()
 
@@ -22,7 +23,8 @@ def monitor(
     from flows.monitor import monitor_flow
 
     settings = settings_for(home)
-    result = monitor_flow(as_of=as_of, home=str(settings.home))
+    with progress_bars("Drift of the champion through Prefect"):
+        result = monitor_flow(as_of=as_of, home=str(settings.home))
     counts = ", ".join(f"{n} {level}" for level, n in result.counts.items())
     version = f" of ranker v{result.model_version}" if result.model_version else ""
     console.print(f"drift{version}: {result.status} ({counts or 'nothing measured'})")

@@ -17,6 +17,7 @@ from cli.common import (
     require_warehouse,
     settings_for,
 )
+from cli.progress import progress_bars
 from ranking.ingest.profile import default_as_of
 
 app = typer.Typer()
@@ -31,7 +32,8 @@ def train(
     from flows.train import train_flow
 
     settings = settings_for(home)
-    result = train_flow(as_of=as_of, home=str(settings.home))
+    with progress_bars("Training through Prefect: training set, fit, evaluation, gate"):
+        result = train_flow(as_of=as_of, home=str(settings.home))
     console.print(result.table.round(4).to_string())
     console.print(f"ranker v{result.version}: {result.reason}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from ranking import progress
 from ranking.features.families import FAMILIES
 from ranking.features.specs import FeatureFamily, FeatureSpec
 from ranking.schema import POSITIVE_SQL_LIST, UNKNOWN_CATEGORY
@@ -143,7 +144,8 @@ def compute_features(
     if scalar(con, "SELECT count(*) FROM snapshots") == 0:
         raise ValueError(f"no events before {as_of:%Y-%m-%d %H:%M}: nothing to snapshot")
     rows: dict[str, int] = {}
-    for family in families:
+    for done, family in enumerate(families):
+        progress.advance("feature families", done, len(families))
         keys = ", ".join(family.entity_keys)
         target = family.parquet_path(out_dir)
         tmp = target.with_suffix(".parquet.tmp")
@@ -159,6 +161,7 @@ def compute_features(
         )
         tmp.replace(target)
         rows[family.name] = scalar(con, f"SELECT count(*) FROM read_parquet('{target}')")
+    progress.advance("feature families", len(families), len(families))
     return rows
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ranking import progress
 from ranking.features.online import ViewTable, read_views
 from ranking.retrieval.facts import (
     RULE_COLUMNS,
@@ -154,10 +155,12 @@ def publish_candidates(
         chunks = [[COLD_USER]] + [
             users[i : i + CHUNK_USERS] for i in range(0, len(users), CHUNK_USERS)
         ]
-        for chunk in chunks:
+        for done, chunk in enumerate(chunks):
+            progress.advance("retrieval published (user batches)", done, len(chunks))
             found = _with_category(retrieve(con, settings, chunk, at), categories)
             writer.write_table(_arrow(found))
             rows += len(found)
+        progress.advance("retrieval published (user batches)", len(chunks), len(chunks))
     facts.reset_index().to_parquet(staging / ITEMS_FILE, index=False)
     consumed_pairs(con, settings, at).to_parquet(staging / CONSUMED_FILE, index=False)
     unanswered_impressions(con, settings, at).to_parquet(staging / UNANSWERED_FILE, index=False)

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from ranking import progress
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.settings import Settings
 
 if TYPE_CHECKING:
     import lightgbm as lgb
+
+FIT_STEP = "XGBoost boosting rounds (early stopping may end sooner)"
 
 
 @dataclass
@@ -79,11 +82,26 @@ def train_ranker(
 ) -> TrainedRanker:
     """Fit on ``train``, stop early on ``valid`` NDCG@10."""
     params = ranker_params(settings, features)
-    model = xgb.XGBRanker(**params)
+    model = xgb.XGBRanker(**params, callbacks=[_Rounds(params["n_estimators"])])
     (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
     model.fit(x, y, qid=qid, eval_set=[(xv, yv)], eval_qid=[qv], verbose=False)
+    model.set_params(callbacks=None)  # the logged model carries no callback
+    done = model.get_booster().num_boosted_rounds()
+    progress.advance(FIT_STEP, done, done)  # stopped early: the bar ends where the fit did
     best = int(getattr(model, "best_iteration", params["n_estimators"] - 1))
     return TrainedRanker(model=model, features=features, best_iteration=best, params=params)
+
+
+class _Rounds(xgb.callback.TrainingCallback):
+    """Reports each boosting round done (``ranking.progress``)."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        progress.advance(FIT_STEP, epoch + 1, self.total)
+        return False  # never stops training: early stopping does
 
 
 def score(model: xgb.XGBRanker, frame: pd.DataFrame, features: list[str]) -> pd.Series:

@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ranking import progress
 from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
 from ranking.schema import TRAIN, VALID
 from ranking.settings import Settings
@@ -79,7 +80,8 @@ def retrieved_groups(
     ``sources`` and the retrieval features."""
     per_time = settings.training.users_per_query_time
     parts = []
-    for t, label_end in windows:
+    for done, (t, label_end) in enumerate(windows):
+        progress.advance("training groups (query times)", done, len(windows))
         labels = next_labels(con, settings, t, label_end)
         users = labels["user_id"].drop_duplicates().to_numpy()
         if len(users) > per_time:
@@ -94,6 +96,7 @@ def retrieved_groups(
         found = found[found.groupby("user_id")["label"].transform("max") > 0]
         if len(found):
             parts.append(found.assign(group_ts=pd.Timestamp(t)))
+    progress.advance("training groups (query times)", len(windows), len(windows))
     columns = ["group_ts", "user_id", "item_id", "label", "sources", *RETRIEVAL_FEATURES]
     if not parts:
         empty = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ranking.checks.limits import SEVERITY
 from ranking.monitoring import drift
 from ranking.monitoring.html_report import write_html_report
 
@@ -162,8 +163,10 @@ def test_rendered_dom_has_every_row_and_one_image_per_drifted_feature(
     dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", report_path.as_uri())
     parsed = _Dom()
     parsed.feed(dom)
-    assert [row[0] for row in parsed.rows] == NUMERIC + CATEGORICAL
+    assert sorted(row[0] for row in parsed.rows) == sorted(NUMERIC + CATEGORICAL)
     statuses = {row[0]: row[2] for row in parsed.rows}
+    severity = [SEVERITY[row[2]] for row in parsed.rows]
+    assert severity == sorted(severity, reverse=True)  # the worst rows first
     assert {name for name, s in statuses.items() if s in ("warn", "fail")} == set(DRIFTED)
     assert len(parsed.imgs) == 2
     assert [img["alt"] for img in parsed.imgs] == [f"{n}: reference vs current" for n in DRIFTED]

@@ -72,6 +72,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, T
     """A service on a home with a small warehouse and no registered model."""
     tmp = tmp_path_factory.mktemp("shop")
     with pytest.MonkeyPatch.context() as mp:
+        # Logging, not the deadline, is tested here: a loaded machine must not turn an
+        # answer into the deadline's fallback (which is not logged).
+        mp.setenv("RANKING_SERVING__DEADLINE_MS", "10000")
         settings, client = _app(tmp, mp)
         (tmp / "events.csv").write_text(EVENTS)
         (tmp / "items.csv").write_text(ITEMS)
