@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,25 +35,57 @@ def schedule(
     serve_all(features_cron, training_cron, monitor_cron)
 
 
-def ui_commands(settings: Settings) -> dict[str, str]:
-    """Shell commands that open each UI on what this home holds."""
+@dataclass(frozen=True)
+class UiCommand:
+    """A UI's server: the command, the environment it adds, where it runs, its page."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None
+    url: str
+
+    def shell(self) -> str:
+        """The line to paste in a shell."""
+        line = " ".join([*(f"{k}={v}" for k, v in self.env.items()), *self.argv])
+        return f"cd {self.cwd} && {line}" if self.cwd else line
+
+
+#: Default ports of the UIs (the tools' own, Feast's moved off Prefect's 4200).
+UI_PORTS = {"MLflow": 5000, "Prefect": 4200, "Feast": 8888}
+
+
+def ui_commands(settings: Settings, ports: dict[str, int] | None = None) -> dict[str, UiCommand]:
+    """The commands that open each UI on what this home holds, on 127.0.0.1."""
     venv_bin = Path(sys.executable).parent
-    mlflow_uri = settings.publishing.mlflow_uri
-    return {
-        "MLflow": f"open {mlflow_uri}"
-        if mlflow_uri
-        else f"{venv_bin}/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
-        "Prefect": f"PREFECT_HOME={settings.prefect_home} {venv_bin}/prefect server start",
-        "Feast": f"cd {settings.feature_repo} && RANKING_HOME={settings.home} "
-        f"{venv_bin}/feast ui --port 8888",
-    }
+    port = UI_PORTS | (ports or {})
+    host = "127.0.0.1"
+    commands = {
+        "Prefect": UiCommand(
+            [f"{venv_bin}/prefect", "server", "start", "--host", host,
+             "--port", str(port["Prefect"])],
+            {"PREFECT_HOME": str(settings.prefect_home)}, None,
+            f"http://{host}:{port['Prefect']}/"),
+        "Feast": UiCommand(
+            [f"{venv_bin}/feast", "ui", "--host", host, "--port", str(port["Feast"])],
+            {"RANKING_HOME": str(settings.home)}, settings.feature_repo,
+            f"http://{host}:{port['Feast']}/"),
+    }  # fmt: skip
+    if not settings.publishing.mlflow_uri:  # a tracking server has its own UI
+        commands["MLflow"] = UiCommand(
+            [f"{venv_bin}/mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
+             "--host", host, "--port", str(port["MLflow"])],
+            {}, None, f"http://{host}:{port['MLflow']}/")  # fmt: skip
+    return commands
 
 
 @app.command()
 def ui(home: Path = HomeOption) -> None:
     """Print the commands that open the MLflow, Prefect and Feast UIs."""
-    for name, command in ui_commands(settings_for(home)).items():
-        console.print(f"[bold]{name}:[/] {command}", soft_wrap=True)
+    settings = settings_for(home)
+    for name, command in ui_commands(settings).items():
+        console.print(f"[bold]{name}:[/] {command.shell()}", soft_wrap=True)
+    if settings.publishing.mlflow_uri:
+        console.print(f"[bold]MLflow:[/] open {settings.publishing.mlflow_uri}", soft_wrap=True)
 
 
 @app.command()
@@ -158,7 +191,7 @@ def print_summary(settings: Settings, result, at: datetime) -> None:
     print_ranked(rank_with_champion(settings, user, 10, at))
     console.print("Open the UIs:")
     for name, command in ui_commands(settings).items():
-        console.print(f"  [bold]{name}:[/] {command}", soft_wrap=True)
+        console.print(f"  [bold]{name}:[/] {command.shell()}", soft_wrap=True)
     console.print(f"  Try: ranking rank --user {user} --k 10", soft_wrap=True)
     console.print("       ranking evaluate | ranking monitor | ranking models list | "
                   "ranking features list", soft_wrap=True)  # fmt: skip
