@@ -98,6 +98,18 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+#: Where the link to the report's MLflow run goes once the run exists (``link_run``).
+RUN_LINK_SLOT = "<!-- mlflow run -->"
+
+
+def link_run(path: Path, ui_url: str, experiment_id: str, run_id: str) -> None:
+    """Put the link to the MLflow run that logged the report into its page."""
+    href = html.escape(f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
+    line = f'<p>Logged in MLflow as run <a href="{href}">{html.escape(run_id)}</a>.</p>'
+    path.write_text(path.read_text(encoding="utf-8").replace(RUN_LINK_SLOT, line, 1),
+                    encoding="utf-8")  # fmt: skip
+
+
 def write_html_report(
     report: DriftReport,
     reference: pd.DataFrame,
@@ -150,6 +162,7 @@ figcaption {{ font-size: 0.8em; max-width: 576px; }}
 <h1>{html.escape(title)}</h1>
 <p><strong>{verdict}</strong>: {len(report.features)} columns checked ({summary}).</p>
 <p>{html.escape(rule)}</p>
+{RUN_LINK_SLOT}
 <table><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}

@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from ranking.checks.limits import SEVERITY
 from ranking.monitoring import drift
-from ranking.monitoring.html_report import write_html_report
+from ranking.monitoring.html_report import link_run, write_html_report
 from ranking.publishing.champion import Champion
 from ranking.publishing.models import load_champion
 from ranking.settings import Settings
@@ -164,6 +164,13 @@ def alarms(report: drift.DriftReport) -> list[str]:
             for f in drifted]  # fmt: skip
 
 
+def mlflow_ui_url(settings: Settings) -> str:
+    """The MLflow UI: the tracking server when there is one, else where ``ranking ui``
+    starts it."""
+    uri = settings.publishing.mlflow_uri or ""
+    return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
 def log_drift_run(settings: Settings, version: str, output: MonitorOutput, as_of: str) -> str:
     """A run in the monitoring experiment, tagged with the champion version it watched."""
     client = client_for(settings)
@@ -185,6 +192,7 @@ def log_drift_run(settings: Settings, version: str, output: MonitorOutput, as_of
                 if value is not None and value == value:  # skip None and NaN
                     metrics[f"{stat}_{f.name}"] = float(value)
         mlflow.log_metrics(metrics)
+        link_run(output.html_path, mlflow_ui_url(settings), experiment_id, run.info.run_id)
         mlflow.log_artifact(str(output.json_path))
         mlflow.log_artifact(str(output.html_path))
     return run.info.run_id

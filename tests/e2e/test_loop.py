@@ -242,6 +242,9 @@ def test_monitor_writes_reports_and_logs_against_the_champion(loop_run) -> None:
     experiment = client.get_experiment_by_name("ranking-monitoring")
     runs = client.search_runs([experiment.experiment_id])
     assert runs and runs[0].data.tags["model_version"] == result.training.version
+    page = Path(outcome.html_path).read_text()
+    assert f"/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}" in page
+    assert outcome.alarms == sorted(outcome.alarms, key=lambda a: a.split(": ")[1][:4] != "fail")
 
 
 def test_a_drift_breach_starts_the_training_flow(loop_run, monkeypatch) -> None:
