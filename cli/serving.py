@@ -39,11 +39,13 @@ def print_ranked(ranked) -> None:
         title += f" (ranker v{ranked.model_version}, alias champion)"
     console.print(f"[italic]{title}[/]", soft_wrap=True)  # a title above, not wrapped in it
     table = Table()
-    for col in ("rank", "item_id", "category", "score", "sources", "rule"):
-        table.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    # The model's score, or (no model ranked) what ordered the list, under its own name.
+    shown = "fallback_score" if ranked.fallback else "score"
+    for col in ("rank", "item_id", "category", shown, "sources", "rule"):
+        table.add_column(col, justify="right" if col in ("rank", shown) else "left")
     for row in ranked.items.itertuples(index=False):
-        table.add_row(str(row.rank), row.item_id, row.category, f"{row.score:.4f}", row.sources,
-                      row.rule)  # fmt: skip
+        table.add_row(str(row.rank), row.item_id, row.category, f"{getattr(row, shown):.4f}",
+                      row.sources, row.rule)  # fmt: skip
     console.print(table)
     kept_out = {rule: n for rule, n in ranked.dropped.items() if n}
     if kept_out:
@@ -63,11 +65,13 @@ def rank(
     moment = datetime.fromisoformat(at) if at else now()
     ranked = rank_with_champion(settings_for(home), user, k, moment)
     if as_json:
+        from ranking.serving.ranker import items_as_records
+
         payload = {
             "user_id": ranked.user_id,
             "model_version": ranked.model_version,
             "fallback": ranked.fallback,
-            "items": ranked.items.to_dict(orient="records"),
+            "items": items_as_records(ranked.items),
             "dropped": ranked.dropped,
         }
         sys.stdout.write(json.dumps(payload, default=float) + "\n")

@@ -59,6 +59,7 @@ from ranking.serving.guards import BodyLimit, fallback_reason, process_metrics
 from ranking.serving.ranker import (
     RANKED_COLUMNS,
     RankedList,
+    items_as_records,
     rank_for_user,
     rank_request,
     served_impressions,
@@ -84,7 +85,10 @@ class RankedItem(BaseModel):
     rank: int
     item_id: str
     category: str
-    score: float
+    score: float | None = Field(description="The model's score; empty when it did not rank.")
+    fallback_score: float | None = Field(
+        default=None, description="What ordered the list when no model could: retrieval's "
+        "fused score, or last week's popularity for a caller's own candidates.")  # fmt: skip
     sources: str = Field(default="", description="The retrieval sources that proposed it.")
     rule: str = Field(
         default="model",
@@ -278,7 +282,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime]) -> FastAPI:
             user_id=ranked.user_id,
             model_version=ranked.model_version,
             fallback=ranked.fallback,
-            items=[RankedItem(**row) for row in ranked.items.to_dict(orient="records")],
+            items=[RankedItem(**row) for row in items_as_records(ranked.items)],
             dropped=ranked.dropped,
             unknown_items=unknown,
         )

@@ -25,6 +25,8 @@ from ranking.settings import ServingSettings, Settings
 
 #: What a ranked list shows for each item.
 RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources", "rule"]
+#: The ranked list's order when no model scored it (the model's ``score`` is then empty).
+FALLBACK_SCORE = "fallback_score"
 #: A feature every known user has online; all-null means the store does not know them.
 USER_PRESENCE_FEATURE = "user_events_all"
 
@@ -83,6 +85,11 @@ def rank_for_user(
         ruled = apply_rules(scored, k, rules, now, columns=shown)
         top, dropped = ruled.items, ruled.dropped
     top.insert(0, "rank", range(1, len(top) + 1))
+    # A fallback orders by retrieval's fused score (or popularity counts): shown apart,
+    # so that ``score`` is only ever a model's.
+    top[FALLBACK_SCORE] = top["score"] if fallback is not None else np.nan
+    if fallback is not None:
+        top["score"] = np.nan
     return RankedList(
         user_id=user_id,
         items=top,
@@ -132,6 +139,12 @@ def _online(store, champion: Champion, scored: pd.DataFrame, user_id: str, now: 
     # ``store`` may be a callable that opens it, so a call served from the publication
     # never opens (nor imports) Feast.
     return online_features(store() if callable(store) else store, rows, champion.feature_service)
+
+
+def items_as_records(items: pd.DataFrame) -> list[dict]:
+    """The ranked items as JSON-ready records (an empty score is None, not NaN)."""
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in items.to_dict(orient="records")]  # fmt: skip
 
 
 def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:

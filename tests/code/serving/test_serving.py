@@ -365,10 +365,11 @@ def test_no_champion_ranks_by_the_fallback_score_and_says_why(shop) -> None:
     assert ranked.user_id == "newcomer"
     assert ranked.model_version is None
     assert ranked.fallback == "no champion model registered yet"
-    assert list(ranked.items.columns) == RANKED_COLUMNS
+    assert list(ranked.items.columns) == [*RANKED_COLUMNS, "fallback_score"]
+    assert ranked.items["score"].isna().all()  # the score field is only ever a model's
     assert list(ranked.items["rank"]) == [1, 2, 3, 4, 5]
     assert list(ranked.items["item_id"]) == ["i2", "i9", "i1", "i4", "i7"]  # i4, i7 tie
-    assert list(ranked.items["score"]) == pytest.approx(
+    assert list(ranked.items["fallback_score"]) == pytest.approx(
         [NEWCOMER[i][1] for i in NEWCOMER_ORDER[:5]]
     )
     assert list(ranked.items["category"]) == ["a", "unknown", "a", "b", "d"]
@@ -420,7 +421,7 @@ def test_before_any_signal_retrieval_proposes_nothing(shop) -> None:
     assert ranked.items.empty and ranked.fallback == "no candidate items"
     given = rank_request(shop, None, None, "ua", early, k=10, item_ids=["i2", "i1"])
     assert list(given.items["item_id"]) == ["i1", "i2"]
-    assert list(given.items["score"]) == [0.0, 0.0]
+    assert list(given.items["fallback_score"]) == [0.0, 0.0]
     assert list(given.items["sources"]) == ["", ""]
 
 
@@ -446,7 +447,7 @@ def test_rank_request_ranks_the_callers_items(shop) -> None:
     no_rules = shop.updated(serving={"drop_consumed": False, "fresh_slot_days": 0})
     ranked = rank_request(no_rules, None, None, "ua", NOW, k=10, item_ids=["i4", "i2", "i6"])
     assert list(ranked.items["item_id"]) == ["i2", "i4"]
-    assert list(ranked.items["score"]) == [2.0, 0.0]
+    assert list(ranked.items["fallback_score"]) == [2.0, 0.0]
     assert list(ranked.items["sources"]) == ["", "popular"]  # retrieval offers ua only i4
 
 
