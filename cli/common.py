@@ -17,7 +17,7 @@ from rich.table import Table
 from ranking import home as ranking_home
 from ranking.checks.report import QualityError
 from ranking.errors import RankingError
-from ranking.ingest.profile import fit_settings, profile_of
+from ranking.ingest.profile import fit_settings, profile_of, what_the_data_decided
 from ranking.settings import Settings
 
 # Piped output (CI logs, files) gets room for the wide metric tables.
@@ -38,6 +38,15 @@ def settings_for(home: Path | None) -> Settings:
 def now() -> datetime:
     """The command's clock, read once and passed down as naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def print_profile(home: Path | None, at: datetime) -> None:
+    """What the loaded data holds and the settings it decided (those left unset)."""
+    settings = settings_for(home)
+    profile = profile_of(settings.warehouse_path)
+    if profile is not None:
+        console.print(f"Your data: {profile.describe()}", soft_wrap=True)
+        console.print(f"Settings: {what_the_data_decided(settings, profile, at)}", soft_wrap=True)
 
 
 def fail(message: str) -> None:

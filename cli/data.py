@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOption, console, fail, now, settings_for
+from cli.common import HomeOption, console, fail, now, print_profile, settings_for
 from cli.progress import progress_bars
 from ranking.errors import IngestError
 
@@ -82,3 +82,4 @@ def ingest(
         console.print(report.summary())
         for reason, n in sorted(report.reasons.items()):
             console.print(f"  quarantined: {reason}: {n}")
+    print_profile(home, now())

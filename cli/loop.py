@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import HomeOption, console, now, settings_for
+from cli.common import HomeOption, console, now, print_profile, settings_for
 from cli.progress import progress_bars
 from cli.serving import print_ranked, rank_with_champion
 from ranking.ingest.profile import default_as_of
@@ -161,6 +161,7 @@ def run(
             source_format=source_format,
         )
     fitted = settings_for(home)  # what the loaded data decided
+    print_profile(home, started)
     print_summary(fitted, result, default_as_of(fitted, started))
 
 

@@ -28,7 +28,7 @@ from ranking.schema import (
     sql_list,
 )
 from ranking.settings import Settings
-from ranking.times import floor_to
+from ranking.times import floor_to, iso_duration
 from ranking.warehouse import warehouse
 
 #: A column is part of what the log claims when at least this share of events carry it;
@@ -115,8 +115,8 @@ class DataProfile:
         kind = "historic log" if self.historic else "live feed"
         when = f"{self.first_event:%Y-%m-%d %H:%M} to {self.last_event:%Y-%m-%d %H:%M}"
         return (
-            f"{self.events:,} events from {when} ({kind}); {kinds}; with {claimed or 'no'} "
-            "optional columns"
+            f"{self.events:,} events from {when} ({kind}); {kinds}; optional columns: "
+            f"{claimed or 'none'}"
         )
 
 
@@ -204,6 +204,19 @@ def fit_settings(settings: Settings, profile: DataProfile | None) -> Settings:
         if unset:
             updates[name] = section.model_copy(update=unset)
     return settings.model_copy(update=updates)
+
+
+def what_the_data_decided(settings: Settings, profile: DataProfile, now: datetime) -> str:
+    """One line: what fitted ``settings`` take from ``profile`` (for the CLI to print)."""
+    history = settings.features.history_days
+    window = "all of it" if history is None else f"the last {history:g} days"
+    training, step = settings.training, settings.features.snapshot_every
+    judged = "the log's end" if profile.historic else "the clock"
+    return (
+        f"snapshots every {iso_duration(step)} over {window}; test and validation windows "
+        f"{iso_duration(training.test_window)} and {iso_duration(training.valid_window)}; "
+        f"runs judged at {judged} ({profile.as_of(now, step):%Y-%m-%d %H:%M})"
+    )
 
 
 def default_as_of(settings: Settings, now: datetime) -> datetime:

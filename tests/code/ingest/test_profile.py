@@ -15,6 +15,7 @@ from ranking.ingest.profile import (
     default_as_of,
     fit_settings,
     profile_of,
+    what_the_data_decided,
 )
 from ranking.quality import check_inputs
 from ranking.settings import Settings, get_settings
@@ -132,3 +133,13 @@ def test_rates_stay_shares_on_a_funnel_without_clicks(settings: Settings, tmp_pa
         f"SELECT max(item_conversion_rate_all) FROM '{features / 'item_stats.parquet'}'"
     ).fetchall()[0][0]
     assert 0 < conversion <= 1
+
+
+def test_the_cli_line_says_what_the_data_decided(settings: Settings) -> None:
+    settings = get_settings(home=settings.home)
+    _load(settings, _ratings(datetime(2015, 1, 1), 1500))
+    profile = profile_of(settings.warehouse_path)
+    line = what_the_data_decided(fit_settings(settings, profile), profile, NOW)
+    assert line.startswith("snapshots every P7D over the last 1393 days; test and validation")
+    assert "runs judged at the log's end (2019-02-" in line
+    assert "(historic log); rating 1,000; optional columns: value" in profile.describe()
