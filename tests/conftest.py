@@ -10,6 +10,7 @@ import pytest
 
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
+from ranking.ingest.profile import fit_settings, profile_of
 from ranking.settings import Settings, get_settings
 
 #: A fixed clock for tests: library code never reads the real one.
@@ -21,6 +22,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def fitted(home: Path, **overrides) -> Settings:
+    """The settings the flows and commands use on ``home``: those left unset derived from
+    its data (``ranking.ingest.profile``), so a test reads what the commands wrote."""
+    settings = get_settings(home=home, **overrides)
+    return fit_settings(settings, profile_of(settings.warehouse_path))
 
 
 @pytest.fixture

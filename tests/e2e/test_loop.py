@@ -30,17 +30,16 @@ from ranking.features.online import lookup, request_timestamp_s
 from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
-from ranking.ingest.profile import fit_settings, profile_of
 from ranking.publishing import aliases, models
 from ranking.retrieval.published import load_published
 from ranking.schema import CHAMPION
 from ranking.serving.candidates import candidates_for
 from ranking.serving.http import create_app
 from ranking.serving.ranker import rank_for_user, rank_request
-from ranking.settings import Settings, get_settings
+from ranking.settings import get_settings
 from ranking.training import tracking
 from ranking.warehouse import most_active_user, warehouse
-from tests.conftest import END, NOW
+from tests.conftest import END, NOW, fitted
 
 pytestmark = pytest.mark.e2e
 
@@ -62,12 +61,6 @@ def loop_run(prefect_server, tmp_path_factory: pytest.TempPathFactory,
     result = ranking_loop(str(paths["events"]), str(paths["items"]),
                           as_of=END.isoformat(), now=NOW.isoformat(), home=str(home))  # fmt: skip
     return fitted(home), paths, result
-
-
-def fitted(home: Path, **overrides) -> Settings:
-    """The settings the flows and commands use on ``home``: unset ones from its data."""
-    settings = get_settings(home=home, **overrides)
-    return fit_settings(settings, profile_of(settings.warehouse_path))
 
 
 def test_loop_loads_features_and_registers_a_champion(loop_run) -> None:
