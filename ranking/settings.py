@@ -117,6 +117,12 @@ class RetrievalSettings(_Section):
     embedding_budget: int = Field(
         default=100, description="Nearest items by collaborative-filtering embeddings (ALS)."
     )
+    neighbours_budget: int = Field(
+        default=100, description="Items the user's nearest neighbours took recently, at most."
+    )
+    neighbours_k: int = Field(
+        default=100, description="Most similar users (cosine of their items) a user draws from."
+    )
     embedding_factors: int = Field(default=32, description="ALS embedding dimensions.")
     embedding_iterations: int = Field(default=10, description="ALS iterations.")
     embedding_regularization: float = Field(default=1.0, description="ALS L2 regularisation.")

@@ -29,6 +29,7 @@ import duckdb
 import pandas as pd
 
 from ranking.retrieval.embeddings import EMBEDDING, embedding_candidates
+from ranking.retrieval.neighbours import NEIGHBOURS, neighbour_candidates
 from ranking.schema import RATING, UNKNOWN_CATEGORY, sql_list
 from ranking.settings import RetrievalSettings, Settings
 from ranking.warehouse import positive_sql
@@ -153,6 +154,7 @@ SOURCES: tuple[Source, ...] = (
     Source("trending", lambda r: r.trending_budget, _trending_sql),
     Source("repeat", lambda r: r.repeat_budget, _repeat_sql),
     Source(EMBEDDING, lambda r: r.embedding_budget, compute=embedding_candidates),
+    Source(NEIGHBOURS, lambda r: r.neighbours_budget, compute=neighbour_candidates),
 )
 SOURCE_NAMES = tuple(s.name for s in SOURCES)
 #: The one source allowed to propose what the user already consumed.

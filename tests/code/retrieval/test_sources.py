@@ -160,9 +160,10 @@ def test_merge_keeps_each_item_once_with_its_sources(shop: Settings) -> None:
         assert keyed[rank_column(name)].dropna().sort_index().to_dict() == ranks.to_dict()
     # The embedding source proposes items other sources propose too: merged, not repeated.
     assert any("embedding" in sources and len(sources) > 1 for sources in named)
-    # The other sources' exact output: the embedding source off (it proposes i2 to u9 too).
+    # The other sources' exact output: the collaborative sources off (they propose i2 too).
+    rule_based = shop.updated(retrieval={"embedding_budget": 0, "neighbours_budget": 0})
     with warehouse(shop.warehouse_path, read_only=True) as con:
-        merged = retrieve(con, shop.updated(retrieval={"embedding_budget": 0}), ["u9", "u1"], AT)
+        merged = retrieve(con, rule_based, ["u9", "u1"], AT)
     u9 = merged[merged["user_id"] == "u9"].set_index("item_id")
     assert set(u9.index) == {"i2", "i3", "i5", "i6", "i8"}
     assert set(u9.loc["i2", "sources"].split(",")) == {"covisit", "category", "popular"}

@@ -157,11 +157,12 @@ def test_rank_default_k_is_ten_and_capped_by_what_retrieval_proposes(shop) -> No
 
 
 def test_rank_leaves_out_what_the_user_consumed(shop) -> None:
-    """u2 clicked i1 and bought i3: only i2 is left, co-visited with both by u1."""
+    """u2 clicked i1 and bought i3: only i2 is left, co-visited with both by u1 (and taken
+    by u1, u2's neighbour)."""
     _, client = shop
     body = client.post("/rank", json={"user_id": "u2", "k": 2}).json()
     assert [item["item_id"] for item in body["items"]] == ["i2"]
-    assert body["items"][0]["sources"] == "covisit,category,popular,fresh"
+    assert body["items"][0]["sources"] == "covisit,category,popular,fresh,neighbours"
 
 
 def test_rank_the_callers_candidates(shop) -> None:
