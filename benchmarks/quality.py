@@ -18,7 +18,9 @@ Two tables, pooled over all test queries of all cut-offs, mean ± sd over seeds:
   retrieval stage alone; the other baselines rank the whole catalogue;
 - retrieved candidates (what the promotion gate compares): retrieval's candidates plus
   the relevant items it missed, which no scorer can rank.
-Then retrieval recall per source, the spread over cut-offs, timings and the machine.
+Then the XGBoost two stages against the best non-learned scorer query by query (mean
+difference of NDCG@10 ± its standard error, wins and losses), retrieval recall per
+source, the spread over cut-offs, timings and the machine.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
         base_full = baselines.baseline_scores(con, settings, full, times.test_start)
         base_cand = baselines.baseline_scores(con, settings, candidates_test, times.test_start)
     base_cand[RETRIEVAL_FUSION] = candidates_test[FUSED_SCORE].astype(float)
-    rows, seconds, best = [], {m: 0.0 for m in LEARNED}, {m: [] for m in LEARNED}
+    rows, queries = [], []
+    seconds, best = {m: 0.0 for m in LEARNED}, {m: [] for m in LEARNED}
     cutoff = times.test_start.date().isoformat()
     for seed in range(seeds):
         seeded = settings.updated(seed=seed)
@@ -130,6 +133,7 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
         on_full = with_two_stages(retrieved, full, on_full) | base_full
         table = metrics.report(full, on_full, seed=seed)
         rows += long_rows(table, mode="full", cutoff=cutoff, seed=seed)
+        queries += per_query_rows(full, on_full, cutoff=cutoff, seed=seed)
         on_cand = {n: train.score(m.model, candidates_test, names) for n, m in models.items()}
         on_cand = {n: only_retrieved(candidates_test, s) for n, s in (on_cand | base_cand).items()}
         table = metrics.report(candidates_test, on_cand, seed=seed)
@@ -144,7 +148,26 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
             "train_groups": int(fit_train["group_id"].nunique()),
             "train_rows": len(fit_train), "valid_groups": int(fit_valid["group_id"].nunique()),
             "train_s": seconds, "best_iteration": best}  # fmt: skip
-    return rows, info
+    return rows, queries, info
+
+
+def per_query_rows(frame: pd.DataFrame, scores: dict[str, pd.Series], **keys) -> list[dict]:
+    """NDCG@10 of every query under every scorer (long rows), for paired comparisons."""
+    out = []
+    for model, values in scores.items():
+        scored = frame[["group_id", "label"]].assign(score=values.reindex(frame.index).to_numpy())
+        per_query = metrics.ndcg_per_query(scored, "score", seed=keys.get("seed", 0))
+        out += [keys | {"model": model, "query": int(g), "ndcg": float(v)}
+                for g, v in per_query.items()]  # fmt: skip
+    return out
+
+
+def paired_against(queries: pd.DataFrame, model: str, others: list[str]) -> list[metrics.Paired]:
+    """``model`` against each of ``others`` query by query (each query's NDCG@10 averaged
+    over the seeds first): mean difference ± standard error, wins and losses."""
+    per_query = queries.groupby(["model", "cutoff", "query"])["ndcg"].mean()
+    return [metrics.paired(per_query.loc[model], per_query.loc[other], model, other)
+            for other in others if other in per_query.index.get_level_values(0)]  # fmt: skip
 
 
 def pooled(long: pd.DataFrame) -> pd.DataFrame:
@@ -212,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         protocol = derive_protocol(base.warehouse_path, args.cutoffs, args.eval_share)
         settings = build_features(base, protocol)
         prep_s = time.perf_counter() - t0
-        rows, infos = [], []
+        rows, queries, infos = [], [], []
         for cutoff in protocol.cutoffs:
-            cut_rows, info = run_cutoff(settings, protocol.times(cutoff), args.seeds)
+            cut_rows, cut_queries, info = run_cutoff(settings, protocol.times(cutoff), args.seeds)
             rows += cut_rows
+            queries += cut_queries
             infos.append(info)
             console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
                           f"{info['train_groups']} training groups")  # fmt: skip
@@ -249,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{head['vs_most_popular']:.2f} x most popular ({head['most_popular']:.4f}; target >= "
         f"2); LightGBM two stages {head['lightgbm_two_stage']:.4f}"
     )
+    others = [head["best_baseline"], MOST_POPULAR, "lightgbm_two_stage"]
+    comparisons = paired_against(pd.DataFrame(queries), "xgboost_two_stage", others)
+    console.print("Paired per query (NDCG@10, each query averaged over the seeds):")
+    for comparison in comparisons:
+        console.print(f"  {comparison.line()}")
     train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in LEARNED}
     console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine_line()}")
     if args.json:
@@ -265,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "catalogue": "full"},
             "results": records("full"), "candidates_results": records("candidates"),
             "retrieval_results": records("retrieval"), "headline": head, "cutoffs": infos,
+            "paired": [c.as_dict() for c in comparisons],
             "seconds": {"total": total_s, "preparation": prep_s},
         }, indent=2, default=str))  # fmt: skip
     return 0

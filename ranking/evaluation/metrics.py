@@ -7,6 +7,8 @@ favour whatever the candidate generator listed first).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -69,6 +71,66 @@ def ranking_metrics(
     first_hit = ranked[ranked["rel"] > 0].groupby("g")["rank"].min()
     out["mrr"] = float((1.0 / first_hit).mean())
     return out
+
+
+def ndcg_per_query(
+    df: pd.DataFrame, score: str, label: str = "label", group: str = "group_id", k: int = 10,
+    seed: int = 0,
+) -> pd.Series:  # fmt: skip
+    """NDCG@k of each query group with something relevant (indexed by group), the same
+    gains, discount and tie-breaking as :func:`ranking_metrics`: its mean is that NDCG@k."""
+    ranked = _ranked(df, score, label, group, seed)
+    gain = np.power(2.0, ranked["y"].to_numpy()) - 1.0
+    ranked["dcg"] = gain / np.log2(ranked["rank"].to_numpy() + 1.0)
+    ideal = ranked.sort_values(["g", "y"], ascending=[True, False])
+    ideal_rank = ideal.groupby("g").cumcount().to_numpy() + 1
+    ideal = ideal.assign(rank=ideal_rank, idcg=(np.power(2.0, ideal["y"]) - 1.0)
+                         / np.log2(ideal_rank + 1.0))  # fmt: skip
+    idcg = ideal[ideal["rank"] <= k].groupby("g")["idcg"].sum()
+    relevant = ranked.groupby("g")["y"].max()
+    keep = relevant[relevant > 0].index  # as ranking_metrics: groups with a relevant item
+    dcg = ranked[ranked["rank"] <= k].groupby("g")["dcg"].sum().reindex(keep, fill_value=0.0)
+    return (dcg / idcg.loc[keep]).rename_axis(group).rename(f"ndcg@{k}")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two scorers on the same queries: means, the mean per-query difference ``a - b`` with
+    its standard error, and how many queries each wins."""
+
+    a: str
+    b: str
+    queries: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    se: float
+    wins: int
+    losses: int
+    ties: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (f"{self.a} - {self.b}: {self.diff:+.4f} ± {self.se:.4f} (SE) per query over "
+                f"{self.queries} queries ({self.mean_a:.4f} vs {self.mean_b:.4f}); better on "
+                f"{self.wins}, worse on {self.losses}, tied on {self.ties}")  # fmt: skip
+
+
+def paired(a: pd.Series, b: pd.Series, name_a: str = "a", name_b: str = "b") -> Paired:
+    """Paired comparison of two per-query metric series on the queries both have: the
+    figure that says whether a difference stands out of the noise of which users were
+    tested (a difference of two means over the same queries, not two independent means)."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    diff = (both["a"] - both["b"]).to_numpy(dtype=float)
+    n = len(diff)
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    tol = 1e-12
+    return Paired(a=name_a, b=name_b, queries=n, mean_a=float(both["a"].mean()),
+                  mean_b=float(both["b"].mean()), diff=float(diff.mean()) if n else float("nan"),
+                  se=se, wins=int((diff > tol).sum()), losses=int((diff < -tol).sum()),
+                  ties=int((np.abs(diff) <= tol).sum()))  # fmt: skip
 
 
 def most_popular_scores(df: pd.DataFrame) -> pd.Series:

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score
 
-from ranking.evaluation.metrics import compare, most_popular_scores, ranking_metrics
+from ranking.evaluation.metrics import (
+    compare,
+    most_popular_scores,
+    ndcg_per_query,
+    paired,
+    ranking_metrics,
+)
 
 
 def test_hand_computed_group() -> None:
@@ -74,3 +80,29 @@ def test_compare_scores_every_scorer_on_the_same_rows() -> None:
     table = compare(frame, {"oracle": frame["label"], "pop": most_popular_scores(frame)})
     assert table.loc["oracle", "ndcg@10"] == 1.0
     assert table.loc["pop", "mrr"] == pytest.approx(1 / 3)
+
+
+def test_ndcg_per_query_is_the_pooled_ndcg_query_by_query() -> None:
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame({"group_id": np.repeat(np.arange(30), 8),
+                          "label": rng.integers(0, 3, 240).astype(float),
+                          "score": rng.integers(0, 4, 240).astype(float)})  # fmt: skip
+    frame.loc[frame["group_id"] == 7, "label"] = 0.0  # nothing relevant: no NDCG
+    per_query = ndcg_per_query(frame, "score", seed=3)
+    assert 7 not in per_query.index and len(per_query) == 29
+    assert per_query.mean() == pytest.approx(ranking_metrics(frame, "score", seed=3)["ndcg@10"])
+    one = frame[frame["group_id"] == 0]
+    assert per_query.loc[0] == pytest.approx(ranking_metrics(one, "score", seed=3)["ndcg@10"])
+
+
+def test_paired_comparison_counts_and_standard_error() -> None:
+    a = pd.Series([0.5, 0.2, 0.3, 0.0, 0.9], index=[1, 2, 3, 4, 5])
+    b = pd.Series([0.1, 0.2, 0.6, 0.0, 0.5, 0.7], index=[1, 2, 3, 4, 5, 6])  # 6: only in b
+    result = paired(a, b, "model", "baseline")
+    diff = np.array([0.4, 0.0, -0.3, 0.0, 0.4])
+    assert result.queries == 5
+    assert (result.wins, result.losses, result.ties) == (2, 1, 2)
+    assert result.diff == pytest.approx(diff.mean())
+    assert result.se == pytest.approx(diff.std(ddof=1) / math.sqrt(5))
+    assert result.mean_b == pytest.approx(0.28)
+    assert "+0.1000" in result.line() and "better on 2, worse on 1" in result.line()
