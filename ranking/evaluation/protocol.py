@@ -6,6 +6,9 @@ last ``eval_share`` of the events (by count) is tiled into ``cutoffs`` equal tes
 windows; at each cut-off ``c`` the model trains on ``[c - valid - train, c - valid)``,
 stops early on ``[c - valid, c)`` and is tested on the users who return in
 ``[c, c + window)``. Every query of every cut-off counts once in the pooled figures.
+Without a training length (``train_windows=None``) the training window expands: each
+cut-off trains on all the history before its validation window, as a ranker retrained on
+the whole log would (query groups are few on a sparse log, and the ranker is starved).
 
 The defaults follow the log's time span, so that a user's own data needs no option:
 the feature cadence (hourly, daily or weekly), the retrieval look-back and half-lives.
@@ -31,7 +34,7 @@ class RollingProtocol:
     cutoffs: list[datetime]
     window: timedelta  # each cut-off's test window
     valid: timedelta
-    train: timedelta
+    train: timedelta | None  # None: all the history before the validation window
     cadence: timedelta  # feature snapshots
     first_event: datetime
     last_event: datetime
@@ -39,14 +42,18 @@ class RollingProtocol:
 
     def times(self, cutoff: datetime) -> SplitTimes:
         """The train / validation / test times of one cut-off."""
-        start = max(cutoff - self.valid - self.train, self.first_snapshot)
+        start = self.first_snapshot
+        if self.train is not None:  # a sliding window, clipped at the first snapshot
+            start = max(cutoff - self.valid - self.train, start)
         return SplitTimes(start, cutoff - self.valid, cutoff, cutoff + self.window)
 
     @property
     def first_snapshot(self) -> datetime:
         """Where feature snapshots must start for the earliest cut-off's training window."""
-        earliest = self.cutoffs[0] - self.valid - self.train
         first = floor_to(self.first_event, self.cadence.total_seconds()) + self.cadence
+        if self.train is None:
+            return first
+        earliest = self.cutoffs[0] - self.valid - self.train
         return max(first, floor_to(earliest, self.cadence.total_seconds()))
 
     @property
@@ -61,7 +68,7 @@ class RollingProtocol:
             "cutoffs": [c.isoformat() for c in self.cutoffs],
             "test_window_days": days(self.window),
             "valid_days": days(self.valid),
-            "train_days": days(self.train),
+            "train_days": "all before validation" if self.train is None else days(self.train),
             "snapshot_every_days": days(self.cadence),
             "events_from": self.first_event.isoformat(),
             "events_to": self.last_event.isoformat(),
@@ -70,11 +77,12 @@ class RollingProtocol:
 
 
 def derive_protocol(
-    warehouse_path: Path, cutoffs: int = 12, eval_share: float = 0.3, train_windows: int = 8,
-    valid_windows: int = 2,
+    warehouse_path: Path, cutoffs: int = 12, eval_share: float = 0.3,
+    train_windows: int | None = 8, valid_windows: int = 2,
 ) -> RollingProtocol:  # fmt: skip
     """Rolling cut-offs over the last ``eval_share`` of the events; training spans
-    ``train_windows`` test windows and validation ``valid_windows``."""
+    ``train_windows`` test windows (None: all the history before validation) and
+    validation ``valid_windows``."""
     if cutoffs < 1 or not 0 < eval_share < 1:
         raise ValueError("need at least one cut-off and an evaluation share in (0, 1)")
     with warehouse(warehouse_path, read_only=True) as con:
@@ -102,7 +110,7 @@ def derive_protocol(
         cutoffs=[first_cutoff + window * k for k in range(cutoffs)],
         window=window,
         valid=window * valid_windows,
-        train=window * train_windows,
+        train=None if train_windows is None else window * train_windows,
         cadence=cadence,
         first_event=first,
         last_event=last,

@@ -152,6 +152,20 @@ def test_weekly_cutoffs_by_hand(warehouses: dict[str, Path]) -> None:
     assert p.sections["features"] == {"snapshot_every": WEEK, "decay_half_life_days": 7.0}
 
 
+def test_expanding_training_window_starts_every_cutoff_at_the_first_snapshot(
+    warehouses: dict[str, Path],
+) -> None:
+    sliding = derive_protocol(warehouses["weekly"], cutoffs=4, train_windows=2, valid_windows=1)
+    p = derive_protocol(warehouses["weekly"], cutoffs=4, train_windows=None, valid_windows=1)
+    assert p.cutoffs == sliding.cutoffs and p.window == sliding.window and p.train is None
+    # The first event 2023-01-05 is on the weekly grid: its snapshot is a week later.
+    assert p.first_snapshot == datetime(2023, 1, 12)
+    for c in p.cutoffs:  # every cut-off trains on all the history before its validation
+        assert p.times(c) == SplitTimes(datetime(2023, 1, 12), c - p.valid, c, c + p.window)
+        assert p.times(c).start < sliding.times(c).start
+    assert p.describe()["train_days"] == "all before validation"
+
+
 @pytest.mark.parametrize(
     ("name", "rows", "cadence"),
     [("daily", DAILY, DAY), ("weekly", WEEKLY, WEEK), ("hourly", HOURLY, HOUR)],
