@@ -45,7 +45,10 @@ def ranker_params(settings: Settings, features: list[str] | None = None) -> dict
         "objective": "rank:ndcg",
         "eval_metric": "ndcg@10",
         "lambdarank_pair_method": "topk",
-        "lambdarank_num_pair_per_sample": 10,
+        # topk: pairs from each of the top 30 documents (LightGBM's default truncation);
+        # chosen on the validation windows of the quality benchmark (NDCG@10 0.2455 with
+        # 10, 0.2470 with 30; 'mean' pairs 0.238).
+        "lambdarank_num_pair_per_sample": 30,
         "n_estimators": settings.training.n_estimators,
         "learning_rate": settings.training.learning_rate,
         "max_depth": settings.training.max_depth,
