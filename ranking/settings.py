@@ -114,15 +114,9 @@ class RetrievalSettings(_Section):
         description="Event types after which an item may be offered again (re-purchase, "
         "re-listening); items met with any other positive type are never re-proposed.",
     )
-    embedding_budget: int = Field(
-        default=100, description="Nearest items by collaborative-filtering embeddings (ALS)."
-    )
-    neighbours_budget: int = Field(
-        default=100, description="Items the user's nearest neighbours took recently, at most."
-    )
-    neighbours_k: int = Field(
-        default=100, description="Most similar users (cosine of their items) a user draws from."
-    )
+    embedding_budget: int = Field(default=100, description="Nearest items by ALS embeddings.")
+    neighbours_budget: int = Field(default=100, description="Items nearest users took.")
+    neighbours_k: int = Field(default=100, description="Most similar users (cosine) drawn from.")
     embedding_factors: int = Field(default=32, description="ALS embedding dimensions.")
     embedding_iterations: int = Field(default=10, description="ALS iterations.")
     embedding_regularization: float = Field(default=1.0, description="ALS L2 regularisation.")
