@@ -80,7 +80,7 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
     reports = ingest(settings.warehouse_path, source.events, settings.event_types, now,
                      source.items, source.events_reader, source.items_reader)  # fmt: skip
     for report in reports:
-        print(f"{report.target}: {report.summary()}")
+        print(report.summary())
     return settings, args.events.name
 
 
