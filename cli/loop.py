@@ -16,6 +16,7 @@ from cli.serving import print_ranked, rank_with_champion
 from ranking.ingest.profile import default_as_of
 from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
 from ranking.settings import Settings
+from ranking.times import iso_duration
 from ranking.warehouse import most_active_user
 
 app = typer.Typer()
@@ -175,7 +176,8 @@ def print_summary(settings: Settings, result, at: datetime) -> None:
         console.print(f"  quarantined: {reason}: {n}")
     console.print(
         f"Feature rows: {sum(result.features.rows.values()):,} in "
-        f"{len(result.features.snapshots)} snapshots every {settings.features.snapshot_every}: "
+        f"{len(result.features.snapshots)} snapshots every "
+        f"{iso_duration(settings.features.snapshot_every)}: "
         + ", ".join(f"{k} {v:,}" for k, v in result.features.rows.items())
     )
     model, base = table.loc[MODEL_SCORER], table.loc[MOST_POPULAR]
