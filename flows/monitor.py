@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import floor_to, flow_settings, parse_time, retrying, run_as_of, utc_now
+from flows.common import floor_to, flow_settings, parse_time, retrying, utc_now
 from flows.train import TrainResult, train_flow
 from ranking.features import store
-from ranking.ingest.profile import profile_of
+from ranking.ingest.profile import default_as_of
 from ranking.monitoring import monitor
 from ranking.settings import Settings
 
@@ -45,11 +46,9 @@ def log_to_mlflow(settings: Settings, version: str, output: monitor.MonitorOutpu
 def monitor_flow(as_of: str | None = None, home: str | None = None) -> MonitorResult:
     """Compare recent candidates with the champion's reference; retrain on a breach."""
     settings = flow_settings(home)
-    profile = profile_of(settings.warehouse_path)
-    if as_of is None and profile is not None and profile.historic:
-        as_of_dt = run_as_of(settings, None)  # a historic log is watched at its end
-    else:
-        as_of_dt = floor_to(parse_time(as_of, utc_now()), 3600)
+    # Hourly for a live feed; a historic log is watched at its end.
+    as_of_dt = (floor_to(parse_time(as_of, None), 3600) if as_of is not None
+                else default_as_of(settings, utc_now(), live_every=timedelta(hours=1)))  # fmt: skip
     measured = measure(settings, as_of_dt.isoformat())
     if measured is None:
         print("no champion model yet: nothing to monitor")

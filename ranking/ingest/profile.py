@@ -11,6 +11,7 @@ settings file or argument) always wins.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -121,10 +122,42 @@ class DataProfile:
 
 
 def profile_of(warehouse_path: Path) -> DataProfile | None:
-    """The profile of the warehouse's events (None when it holds none)."""
+    """The profile of the warehouse's events (None when it holds none).
+
+    A flow asks several times (its settings, its as-of time, its checks): the profile is
+    measured once per state of the files and kept (a load swaps in a new file, and a
+    write in place changes the file or its write-ahead log).
+    """
     path = Path(warehouse_path)
-    if not path.exists():
+    try:
+        key = (str(path.resolve()), *_state(path), *_state(path.with_name(path.name + ".wal")))
+    except FileNotFoundError:
         return None
+    with _profiles_lock:
+        if key in _profiles:
+            return _profiles[key]
+    profile = _measure(path)
+    with _profiles_lock:
+        _profiles.clear()  # one warehouse state at a time is all a process needs
+        _profiles[key] = profile
+    return profile
+
+
+_profiles: dict[tuple, DataProfile | None] = {}
+_profiles_lock = threading.Lock()
+
+
+def _state(path: Path) -> tuple:
+    """What changes when a file is replaced or written: (inode, size, mtime); () if absent."""
+    if not path.exists():
+        if path.suffix == ".wal":
+            return ()
+        raise FileNotFoundError(path)
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _measure(path: Path) -> DataProfile | None:
     shares = ", ".join(f"{sql} AS {name}" for name, sql in _SHARES.items())
     with warehouse(path, read_only=True) as con:
         row = con.execute(
@@ -219,12 +252,17 @@ def what_the_data_decided(settings: Settings, profile: DataProfile, now: datetim
     )
 
 
-def default_as_of(settings: Settings, now: datetime) -> datetime:
-    """A run's as-of time when none is given: ``now`` floored to the snapshot cadence for
-    a live feed (or an empty warehouse); just after the last event for a historic log."""
+def default_as_of(
+    settings: Settings, now: datetime, live_every: timedelta | None = None
+) -> datetime:
+    """A run's as-of time when none is given: ``now`` floored to ``live_every`` (default:
+    the snapshot cadence) for a live feed or an empty warehouse; just after the last event
+    for a historic log."""
     step = settings.features.snapshot_every
     profile = profile_of(settings.warehouse_path)
-    return floor_to(now, step.total_seconds()) if profile is None else profile.as_of(now, step)
+    if profile is not None and profile.historic:
+        return profile.as_of(now, step)
+    return floor_to(now, (live_every or step).total_seconds())
 
 
 def floor_to_duration(span: timedelta, step: timedelta) -> timedelta:
