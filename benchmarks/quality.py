@@ -86,7 +86,8 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
 
 def build_features(settings: Settings, protocol: RollingProtocol) -> Settings:
     """Settings with the derived sections; feature snapshots for every cut-off; feast apply."""
-    settings = settings.updated(**protocol.sections)
+    # The protocol rolls its own cut-offs: each one's test window is one query time.
+    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1})
     ranking_home.prepare(settings)
     features.build_feature_tables(settings.warehouse_path, settings.features_dir,
                                   protocol.as_of, settings.features.snapshot_every,

@@ -182,7 +182,9 @@ def print_summary(settings: Settings, result, at: datetime) -> None:
     )
     model, base = table.loc[MODEL_SCORER], table.loc[MOST_POPULAR]
     console.print(
-        f"Test NDCG@10: XGBoost {model[HEADLINE_METRIC]:.4f} vs most-popular "
+        f"Test NDCG@10 ({model['groups']:,.0f} queries, up to "
+        f"{settings.evaluation.test_cutoffs} cut-offs): XGBoost {model[HEADLINE_METRIC]:.4f} "
+        "vs most-popular "
         f"{base[HEADLINE_METRIC]:.4f} ({model[HEADLINE_METRIC] / base[HEADLINE_METRIC]:.2f}x); "
         f"MAP@10 {model['map@10']:.4f} vs {base['map@10']:.4f}; "
         f"recall@10 {model['recall@10']:.4f} vs {base['recall@10']:.4f}"

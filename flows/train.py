@@ -5,7 +5,6 @@ against the baselines, MLflow run and registered version, then the promotion gat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import pandas as pd
 from prefect import flow, task
@@ -94,11 +93,11 @@ def fit(settings: Settings, frame: pd.DataFrame, features: list[str]) -> rankers
 
 @task(cache_policy=NO_CACHE)
 def evaluate_on_test(
-    settings: Settings, test: pd.DataFrame, trained: rankers.TrainedRanker, cutoff: datetime
+    settings: Settings, test: pd.DataFrame, trained: rankers.TrainedRanker
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The model and every baseline on the same holdout: overall and by user segment."""
     scores = {MODEL_SCORER: rankers.score(trained.model, test, trained.features)}
-    return evaluation_tables(settings, test, scores, cutoff)
+    return evaluation_tables(settings, test, scores)
 
 
 @task(cache_policy=NO_CACHE)
@@ -155,7 +154,7 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
                            aliases.champion_version(settings), previous.table, summary)  # fmt: skip
     trained = fit(settings, frame, features)
     test = split_rows(frame, TEST)
-    table, by_segment = evaluate_on_test(settings, test, trained, times.test_start)
+    table, by_segment = evaluate_on_test(settings, test, trained)
     champion = champion_on_test(settings, test)
     tables = {"evaluation": table, "evaluation_by_segment": by_segment,
               "data_quality": quality_report.to_frame()}  # fmt: skip

@@ -193,6 +193,13 @@ class EvaluationSettings(_Section):
     negatives_random: int = Field(
         default=5, description="Random negatives per test query (sampled candidates only)."
     )
+    test_cutoffs: int = Field(
+        default=4,
+        ge=1,
+        description="Rolling cut-offs that tile the test window (each labelled up to the "
+        "next): on a log where few users return, one cut-off leaves too few test queries "
+        "for the gate to judge.",
+    )
     segment_light_min: int = Field(
         default=10, description="Events before the cut-off from which a user is 'light', not 'new'."
     )

@@ -30,7 +30,10 @@ def holdout_with_features(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The test queries at ``times.test_start`` with their features from Feast."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        holdout = dataset.build_holdout_frame(con, settings, times, full_catalogue=full_catalogue)
+        holdout = dataset.build_holdout_frame(
+            con, settings, times, full_catalogue=full_catalogue,
+            cutoffs=1 if full_catalogue else None,
+        )  # fmt: skip
     if holdout.empty:
         raise NoDataError(
             f"no returning user with a relevant event between {times.test_start} and {times.end}"
@@ -42,14 +45,12 @@ def evaluation_tables(
     settings: Settings,
     test: pd.DataFrame,
     model_scores: dict[str, pd.Series],
-    cutoff: datetime,
     catalogue_size: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(overall table, table by user segment) for the models and every baseline, plus
-    retrieval's own order when ``test`` holds retrieved candidates."""
-    with warehouse(settings.warehouse_path, read_only=True) as con:
-        scores = dict(model_scores)
-        scores |= baselines.baseline_scores(con, settings, test, cutoff, seed=settings.seed)
+    retrieval's own order when ``test`` holds retrieved candidates. The baselines see
+    the history before each query's cut-off (its ``event_timestamp``)."""
+    scores = dict(model_scores) | cutoff_baselines(settings, test)
     if FUSED_SCORE in test.columns and RETRIEVAL_FUSION not in scores:
         scores[RETRIEVAL_FUSION] = test[FUSED_SCORE].astype(float)
     # Retrieved candidates: what retrieval missed stays in the labels, unrankable by all.
@@ -63,6 +64,19 @@ def evaluation_tables(
         metrics.report(test, scores, seed=settings.seed, catalogue_size=catalogue_size),
         metrics.report_by_segment(test, scores, segments, seed=settings.seed),
     )
+
+
+def cutoff_baselines(settings: Settings, test: pd.DataFrame) -> dict[str, pd.Series]:
+    """Every baseline's scores for ``test``, each cut-off's queries from the history
+    before that cut-off."""
+    parts: dict[str, list[pd.Series]] = {}
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        for at, queries in test.groupby("event_timestamp", sort=True):
+            cutoff = pd.Timestamp(at).tz_convert(None).to_pydatetime()
+            found = baselines.baseline_scores(con, settings, queries, cutoff, seed=settings.seed)
+            for name, values in found.items():
+                parts.setdefault(name, []).append(values)
+    return {name: pd.concat(values).reindex(test.index) for name, values in parts.items()}
 
 
 @dataclass
@@ -88,7 +102,7 @@ def evaluate_champion(
     times = dataset.split_for(settings, floor_to(moment, cadence))
     test, _ = holdout_with_features(
         settings, get_store(settings), times, full_catalogue=full_catalogue
-    )
+    )  # one cut-off for the full catalogue: the two stages retrieve for it alone
     recall = None
     if full_catalogue:  # also the two stages: retrieval proposes, the model orders
         users = sorted(test["user_id"].unique())
@@ -100,5 +114,5 @@ def evaluate_champion(
         recall = retrieval_recall(candidates, test[test["label"] > 0])
     else:
         scores = {name: score(model, test, features)}
-    table, by_segment = evaluation_tables(settings, test, scores, times.test_start)
+    table, by_segment = evaluation_tables(settings, test, scores)
     return Evaluation(times, table, by_segment, recall)

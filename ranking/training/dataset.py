@@ -5,8 +5,8 @@ is the moment the group starts, so the point-in-time join (Feast's
 ``get_historical_features``) hands it only snapshots taken before any of its events.
 Candidates are the items the user met in the group (shown, clicked, bought...) plus
 sampled negatives: popular items and random items. Labels are graded by event type.
-The test holdout (:func:`build_holdout_frame`) is one query per returning user at the
-cut-off.
+The test holdout (:func:`build_holdout_frame`) is one query per returning user at each
+of a few rolling cut-offs in the test window.
 """
 
 from __future__ import annotations
@@ -211,17 +211,55 @@ def build_entity_frame(
     return query_group_rows(con, settings, times.start, times.valid_start, times.test_start)
 
 
+def holdout_cutoffs(times: SplitTimes, every_s: float, cutoffs: int) -> list[datetime]:
+    """Up to ``cutoffs`` snapshot steps from ``times.test_start`` that tile the test window
+    (as evenly as whole steps allow); just ``test_start`` when the window is one step."""
+    steps = int((times.end - times.test_start).total_seconds() // every_s)
+    k = max(1, min(cutoffs, steps))
+    offsets = sorted({int(i * steps / k + 0.5) for i in range(k)})  # half up, not to even
+    return [times.test_start + timedelta(seconds=o * every_s) for o in offsets]
+
+
 def build_holdout_frame(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     times: SplitTimes,
     full_catalogue: bool = False,
     first_group_id: int = 0,
+    cutoffs: int | None = None,
 ) -> pd.DataFrame:
-    """Test queries at the cut-off ``times.test_start``: one per returning user.
+    """Test queries at rolling cut-offs that tile ``[test_start, end)``: at each cut-off,
+    one per returning user, labelled by what the user did until the next cut-off.
+
+    ``cutoffs`` (default ``evaluation.test_cutoffs``) are snapshot steps apart
+    (:func:`holdout_cutoffs`); a user who returns in several windows is several queries,
+    as a feed would serve them. See :func:`holdout_at` for one cut-off's queries.
+    """
+    every = settings.features.snapshot_every.total_seconds()
+    starts = holdout_cutoffs(times, every, cutoffs or settings.evaluation.test_cutoffs)
+    parts, next_id = [], first_group_id
+    for at, until in zip(starts, [*starts[1:], times.end], strict=True):
+        part = holdout_at(con, settings, at, until, full_catalogue, next_id)
+        if len(part):
+            parts.append(part)
+            next_id = int(part["group_id"].max()) + 1
+    if not parts:
+        return holdout_at(con, settings, times.test_start, times.end, full_catalogue, next_id)
+    return pd.concat(parts, ignore_index=True)
+
+
+def holdout_at(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    cutoff: datetime,
+    end: datetime,
+    full_catalogue: bool = False,
+    first_group_id: int = 0,
+) -> pd.DataFrame:
+    """Test queries at ``cutoff``: one per returning user.
 
     A test query is a user with events before the cut-off and a relevant event in
-    ``[test_start, end)``. Its candidates are, with ``full_catalogue``, every item known
+    ``[cutoff, end)``. Its candidates are, with ``full_catalogue``, every item known
     before the cut-off; else, with retrieval candidates (the default), what retrieval
     returns at the cut-off plus the relevant items it missed (``retrieved`` False); else
     every item the user met after the cut-off plus sampled popular and random negatives.
@@ -243,20 +281,20 @@ def build_holdout_frame(
         QUALIFY max(max(l.label)) OVER (PARTITION BY l.user_id) > 0
         ORDER BY l.user_id, l.item_id
         """,
-        [times.test_start, times.test_start, times.end],
+        [cutoff, cutoff, end],
     ).df()
     users = test.drop_duplicates("user_id")[["user_id", "user_history_events"]].reset_index(
         drop=True
     )
     users["group_id"] = np.arange(first_group_id, first_group_id + len(users))
     test = test.merge(users[["user_id", "group_id"]], on="user_id")
-    test["group_ts"] = pd.Timestamp(times.test_start)
-    catalogue = item_catalogue(con, times.test_start)
+    test["group_ts"] = pd.Timestamp(cutoff)
+    catalogue = item_catalogue(con, cutoff)
     if not full_catalogue and settings.training.candidates == "retrieval":
-        frame = retrieved.with_retrieved_candidates(con, settings, test, times.test_start)
+        frame = retrieved.with_retrieved_candidates(con, settings, test, cutoff)
     elif full_catalogue:
         others = users.merge(catalogue[catalogue["available"]][["item_id"]], how="cross")
-        others = others.assign(label=0.0, sampled=True, group_ts=pd.Timestamp(times.test_start))
+        others = others.assign(label=0.0, sampled=True, group_ts=pd.Timestamp(cutoff))
         frame = pd.concat([test.assign(sampled=False), others], ignore_index=True)
         frame = frame.drop_duplicates(["group_id", "item_id"], keep="first")
     else:

@@ -218,9 +218,11 @@ def test_renaming_users_and_items_changes_no_feature_and_no_score(
         ints = a.select_dtypes("integer").columns
         assert a[ints].equals(b[ints]), family.name
 
-    # The model's scores for the holdout candidates, from each warehouse's snapshot.
-    test = trained.test
+    # The model's scores for the holdout candidates (at its first cut-off), from each
+    # warehouse's snapshot.
     at = trained.times.test_start
+    test = trained.test[trained.test["event_timestamp"] == pd.Timestamp(at, tz="UTC")]
+    assert len(test) > 0
     context = [f for f in trained.features if f.startswith("context_")]
     candidates = test[["user_id", "item_id", "category", *context]].reset_index(drop=True)
     rows_a = _model_rows(original, candidates, at)

@@ -81,8 +81,9 @@ def small(tmp_path: Path, settings: Settings) -> Settings:
 
 
 def _holdout(settings: Settings, **kwargs) -> pd.DataFrame:
+    """One cut-off (at ``TIMES.test_start``) unless ``cutoffs`` says otherwise."""
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        return dataset.build_holdout_frame(con, settings, TIMES, **kwargs)
+        return dataset.build_holdout_frame(con, settings, TIMES, **({"cutoffs": 1} | kwargs))
 
 
 def _entities(settings: Settings) -> pd.DataFrame:
@@ -122,6 +123,37 @@ def test_one_group_per_user_stamped_at_the_cutoff(small, full_catalogue: bool) -
     assert (frame["request_timestamp_s"] == int(CUTOFF.timestamp())).all()
     assert (frame["split"] == "test").all()
     assert frame["group_id"].is_monotonic_increasing
+
+
+def test_cutoffs_tile_the_test_window_in_whole_snapshot_steps() -> None:
+    day = 86400.0
+    at = [c.day for c in dataset.holdout_cutoffs(TIMES, day, 4)]
+    assert at == [24, 25, 27, 28]  # 5 daily steps in 4 windows: 0, 1.25, 2.5, 3.75 rounded
+    assert [c.day for c in dataset.holdout_cutoffs(TIMES, day, 9)] == [24, 25, 26, 27, 28]
+    assert dataset.holdout_cutoffs(TIMES, 7 * day, 4) == [TIMES.test_start]
+
+
+def test_rolling_cutoffs_make_a_query_of_each_return(small) -> None:
+    frame = _holdout(small, cutoffs=4, first_group_id=3)
+    queries = frame.drop_duplicates("group_id")
+    stamps = queries["event_timestamp"].dt.strftime("%d").tolist()
+    assert list(zip(queries["group_id"], queries["user_id"], stamps, strict=True)) == [
+        (3, "ud", "24"),  # the click at the first cut-off
+        (4, "ua", "25"),  # the purchase
+        (5, "ud", "25"),  # the 5-star rating on the 26th, labelled until the 27th
+        (6, "ud", "27"),  # the click on the 27th; ue's click at `end` stays out
+    ]
+    assert queries["user_history_events"].tolist() == [2, 1, 3, 4]  # events before each
+    labelled = frame[~frame["sampled"]]
+    by_query = labelled.groupby("group_id").apply(
+        lambda g: dict(zip(g["item_id"], g["label"], strict=True)), include_groups=False
+    )
+    assert by_query.to_dict() == {
+        3: {"i1": 1.0},
+        4: {"i2": 3.0, "i3": 0.0},
+        5: {"i4": 3.0},
+        6: {"i6": 1.0},
+    }
 
 
 def test_full_catalogue_offers_every_available_item(small) -> None:

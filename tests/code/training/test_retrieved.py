@@ -246,7 +246,7 @@ def test_users_per_query_time_caps_the_users_reproducibly(shop: Settings) -> Non
 
 def _holdout(settings: Settings) -> pd.DataFrame:
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        return dataset.build_holdout_frame(con, settings, TIMES, first_group_id=5)
+        return dataset.build_holdout_frame(con, settings, TIMES, first_group_id=5, cutoffs=1)
 
 
 def test_holdout_is_retrieval_plus_the_relevant_items_it_missed(shop: Settings) -> None:
