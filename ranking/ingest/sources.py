@@ -20,6 +20,7 @@ from ranking.ingest.movielens import (
     movielens_items_reader,
 )
 from ranking.ingest.readers import Reader, plain_reader
+from ranking.ingest.rules import BadOptional
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Source:
     items: list[Path] | None
     events_reader: Reader = plain_reader
     items_reader: Reader = plain_reader
+    #: What a bad optional field does: the contract quarantines its row, a mapping nulls it.
+    bad_optional: BadOptional = "quarantine_row"
 
 
 def resolve_source(
