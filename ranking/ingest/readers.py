@@ -25,22 +25,25 @@ SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".
 Reader = Callable[[Path], str]
 
 
-def list_input_files(path: Path, any_suffix: bool = False) -> list[Path]:
+def list_input_files(
+    path: Path, suffixes: Iterable[str] | None = tuple(SUPPORTED_SUFFIXES)
+) -> list[Path]:
     """The readable files at ``path``: the file itself (whatever its suffix: the reader
-    judges its format), or a folder's files with a known suffix (with ``any_suffix``, every
-    file not hidden, for a mapping that declares its format), sorted."""
+    judges its format), or a folder's files with one of ``suffixes`` (with None, every file
+    not hidden, for a mapping that declares its format), sorted."""
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path}: no such file or folder")
     if path.is_file():
         return [path]
+    known = None if suffixes is None else {s.lower() for s in suffixes}
     files = sorted(
         p for p in path.iterdir()
-        if p.is_file() and (p.suffix.lower() in SUPPORTED_SUFFIXES
-                            or (any_suffix and not p.name.startswith(".")))
+        if p.is_file() and (p.suffix.lower() in known if known is not None
+                            else not p.name.startswith("."))
     )  # fmt: skip
     if not files:
-        kinds = "files" if any_suffix else ".csv, .parquet or .jsonl files"
+        kinds = "files" if known is None else f"{', '.join(sorted(known))} files"
         raise IngestError(f"{path}: folder holds no {kinds}")
     return files
 
