@@ -89,7 +89,7 @@ class LoadReport:
         return (
             f"{self.target}: read {self.read:,} = accepted {self.accepted:,} + quarantined "
             f"{self.quarantined:,} + duplicates {self.duplicates:,}"
-            + (f" ({nulled:,} bad optional fields nulled)" if nulled else "")
+            + (f" ({nulled:,} bad optional field{'s' * (nulled != 1)} nulled)" if nulled else "")
         )
 
     def details(self) -> list[str]:
