@@ -80,6 +80,6 @@ def ingest(
                               source_format=source_format)  # fmt: skip
     for report in reports:
         console.print(report.summary())
-        for reason, n in sorted(report.reasons.items()):
-            console.print(f"  quarantined: {reason}: {n}")
+        for line in report.details():
+            console.print(f"  {line}")
     print_profile(home, now())

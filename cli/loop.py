@@ -172,8 +172,8 @@ def print_summary(settings: Settings, result, at: datetime) -> None:
     table = result.training.table
     console.rule("Summary")
     console.print(events_report.summary())
-    for reason, n in sorted(events_report.reasons.items()):
-        console.print(f"  quarantined: {reason}: {n}")
+    for line in events_report.details():
+        console.print(f"  {line}")
     console.print(
         f"Feature rows: {sum(result.features.rows.values()):,} in "
         f"{len(result.features.snapshots)} snapshots every "

@@ -38,6 +38,7 @@ def load(
         items_reader=source.items_reader,
         served_id_length=served_id_length,
         earliest=datetime.fromisoformat(earliest_iso),
+        bad_optional=source.bad_optional,
     )
 
 
@@ -51,6 +52,9 @@ def _markdown(reports: list[LoadReport]) -> str:
     if reasons:
         lines += ["", "Quarantined, by reason:", ""]
         lines += [f"- {reason}: {n}" for reason, n in sorted(reasons.items())]
+    nulled = [f"- {r.target}.{column}: {n}" for r in reports for column, n in r.nulled.items()]
+    if nulled:
+        lines += ["", "Bad optional fields nulled (rows kept), by column:", "", *nulled]
     return "\n".join(lines)
 
 

@@ -33,13 +33,20 @@ from ranking.ingest.readers import (
     read_through,
     stage,
 )
+from ranking.ingest.rules import (
+    EVENT_FIELDS,
+    ITEM_FIELDS,
+    BadOptional,
+    count_nulled,
+    id_reasons,
+    reason_branches,
+    served_log_reasons,
+    typed_columns,
+)
 from ranking.schema import (
     EARLIEST_EVENT_TIMESTAMP,
     EVENT_COLUMNS,
-    ID_FORBIDDEN_CHARACTERS,
-    IMPRESSION,
     ITEM_COLUMNS,
-    MAX_ID_LENGTH,
     is_served_log,
 )
 from ranking.warehouse import quote, scalar, writing
@@ -59,6 +66,8 @@ class LoadReport:
     quarantined: int = 0
     duplicates: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: Bad optional fields set to NULL in accepted rows, per column (mapped logs).
+    nulled: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: LoadReport) -> None:
         self.files += other.files
@@ -68,16 +77,26 @@ class LoadReport:
         self.duplicates += other.duplicates
         for reason, n in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + n
+        for column, n in other.nulled.items():
+            self.nulled[column] = self.nulled.get(column, 0) + n
 
     @property
     def balanced(self) -> bool:
         return self.read == self.accepted + self.quarantined + self.duplicates
 
     def summary(self) -> str:
+        nulled = sum(self.nulled.values())
         return (
             f"{self.target}: read {self.read:,} = accepted {self.accepted:,} + quarantined "
             f"{self.quarantined:,} + duplicates {self.duplicates:,}"
+            + (f" ({nulled:,} bad optional field{'s' * (nulled != 1)} nulled)" if nulled else "")
         )
+
+    def details(self) -> list[str]:
+        """One line per quarantine reason and per column with nulled fields."""
+        return [f"quarantined: {reason}: {n}" for reason, n in sorted(self.reasons.items())] + [
+            f"nulled, row kept: {column}: {n}" for column, n in sorted(self.nulled.items())
+        ]
 
 
 def _quarantine_bad(
@@ -126,34 +145,6 @@ def _check_balance(report: LoadReport, path: Path) -> LoadReport:
     return report
 
 
-def _served_log_reasons(max_id_length: int) -> str:
-    """CASE branches for a served log's rows: what the service could not have written (it
-    serves ids up to ``max_id_length`` characters, only impressions, only items the
-    catalogue or the events know, and logs only users some event knows)."""
-    n = int(max_id_length)
-    return f"""
-                WHEN length(user_id) > {n} OR length(item_id) > {n}
-                    THEN 'served log: id over {n} characters'
-                WHEN lower(event_type) <> '{IMPRESSION}' THEN 'served log: not an impression'
-                WHEN item_id NOT IN (SELECT item_id FROM items)
-                     AND item_id NOT IN (SELECT item_id FROM events)
-                    THEN 'served log: item unknown to the catalogue and the events'
-                WHEN user_id NOT IN (SELECT user_id FROM events)
-                    THEN 'served log: user unknown to the events'"""
-
-
-def _id_reasons(columns: Iterable[str]) -> str:
-    """CASE branches: the contract's id rules (length, characters) for ``columns``."""
-    branches = []
-    for col in columns:
-        branches.append(f"""
-                WHEN length({col}) > {MAX_ID_LENGTH}
-                    THEN '{col} over {MAX_ID_LENGTH} characters'
-                WHEN regexp_matches({col}, {quote(ID_FORBIDDEN_CHARACTERS)})
-                    THEN '{col} holds control characters'""")
-    return "".join(branches)
-
-
 def load_events_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -163,27 +154,29 @@ def load_events_file(
     served_id_length: int | None = None,
     home: Path | None = None,
     earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
+    bad_optional: BadOptional = "quarantine_row",
 ) -> LoadReport:
     """Load one events file; see the module docstring for what goes where. A served log
     (``served-<day>.jsonl``, see :func:`ranking.schema.is_served_log`) is also checked
     against what the service produces, with ``served_id_length`` its longest id. File
-    names inside ``home`` are recorded relative to it."""
+    names inside ``home`` are recorded relative to it. ``bad_optional`` says what a bad
+    ``value`` or ``position`` does (:mod:`ranking.ingest.fields`)."""
     source = FileSource.of(path, home)
     stage(con, path, EVENT_COLUMNS, reader)
     types_sql = ", ".join(quote(t) for t in sorted(event_types))
-    served = (_served_log_reasons(served_id_length)
+    served = (served_log_reasons(served_id_length)
               if served_id_length is not None and is_served_log(path.name) else "")  # fmt: skip
+    rules = reason_branches(EVENT_FIELDS, bad_optional) + served
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE checked AS
         SELECT *,
             lower(event_type) AS event_type_norm,
-            try_cast(value AS DOUBLE) AS value_num,
-            try_cast(try_cast(position AS DOUBLE) AS INTEGER) AS position_num,
+            {typed_columns(EVENT_FIELDS, bad_optional)},
             CASE
                 WHEN _malformed IS NOT NULL THEN _malformed
                 WHEN user_id IS NULL THEN 'missing user_id'
-                WHEN item_id IS NULL THEN 'missing item_id'{_id_reasons(["user_id", "item_id"])}
+                WHEN item_id IS NULL THEN 'missing item_id'{id_reasons(["user_id", "item_id"])}
                 WHEN event_type IS NULL THEN 'missing event_type'
                 WHEN lower(event_type) NOT IN ({types_sql})
                     THEN 'unknown event_type ' || event_type
@@ -191,16 +184,7 @@ def load_events_file(
                 WHEN _event_timestamp_parsed IS NULL THEN 'unparseable event_timestamp'
                 WHEN _event_timestamp_parsed > ?::TIMESTAMP THEN 'future event_timestamp'
                 WHEN _event_timestamp_parsed < ?::TIMESTAMP
-                    THEN 'event_timestamp before ' || strftime(?::TIMESTAMP, '%Y-%m-%d')
-                WHEN value IS NOT NULL AND try_cast(value AS DOUBLE) IS NULL
-                    THEN 'value is not a number'
-                WHEN NOT isfinite(try_cast(value AS DOUBLE)) THEN 'value is not finite'
-                WHEN try_cast(value AS DOUBLE) < 0 THEN 'negative value'
-                WHEN position IS NOT NULL AND NOT coalesce(
-                         try_cast(position AS DOUBLE) = floor(try_cast(position AS DOUBLE))
-                         AND abs(try_cast(position AS DOUBLE)) < 2147483648, false)
-                    THEN 'position is not an integer'
-                WHEN try_cast(position AS DOUBLE) < 0 THEN 'negative position'{served}
+                    THEN 'event_timestamp before ' || strftime(?::TIMESTAMP, '%Y-%m-%d'){rules}
             END AS reason,
             coalesce(event_id, md5(concat_ws('|', user_id, item_id, lower(event_type),
                      _event_timestamp_parsed::VARCHAR, value, session_id, position))) AS _id
@@ -235,6 +219,7 @@ def load_events_file(
         quarantined=sum(reasons.values()),
         duplicates=scalar(con, "SELECT count(*) FROM passed WHERE _duplicate"),
         reasons=reasons,
+        nulled=count_nulled(con, EVENT_FIELDS, "passed WHERE NOT _duplicate"),
     )
     return _check_balance(report, path)
 
@@ -245,29 +230,22 @@ def load_items_file(
     now: datetime,
     reader: Reader = plain_reader,
     home: Path | None = None,
+    bad_optional: BadOptional = "quarantine_row",
 ) -> LoadReport:
     """Load one items file; a later row for an ``item_id`` (in the file or a later load)
-    replaces the earlier one, which counts as a duplicate."""
+    replaces the earlier one, which counts as a duplicate. ``bad_optional`` says what a bad
+    ``created_at``, ``price`` or ``available`` does (:mod:`ranking.ingest.fields`)."""
     source = FileSource.of(path, home)
     stage(con, path, ITEM_COLUMNS, reader)
+    optional = reason_branches(ITEM_FIELDS, bad_optional)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE checked AS
         SELECT *,
-            try_cast(price AS DOUBLE) AS price_num,
-            CASE lower(available) WHEN 'true' THEN true WHEN '1' THEN true WHEN 'yes' THEN true
-                 WHEN 'false' THEN false WHEN '0' THEN false WHEN 'no' THEN false END AS avail,
+            {typed_columns(ITEM_FIELDS, bad_optional)},
             CASE
                 WHEN _malformed IS NOT NULL THEN _malformed
-                WHEN item_id IS NULL THEN 'missing item_id'{_id_reasons(["item_id"])}
-                WHEN created_at IS NOT NULL AND _created_at_parsed IS NULL
-                    THEN 'unparseable created_at'
-                WHEN price IS NOT NULL AND try_cast(price AS DOUBLE) IS NULL
-                    THEN 'price is not a number'
-                WHEN NOT isfinite(try_cast(price AS DOUBLE)) THEN 'price is not finite'
-                WHEN try_cast(price AS DOUBLE) < 0 THEN 'negative price'
-                WHEN available IS NOT NULL AND lower(available) NOT IN
-                    ('true', 'false', '1', '0', 'yes', 'no') THEN 'available is not a boolean'
+                WHEN item_id IS NULL THEN 'missing item_id'{id_reasons(["item_id"])}{optional}
             END AS reason
         FROM staged
         """
@@ -283,7 +261,7 @@ def load_items_file(
     con.execute(
         """
         INSERT OR REPLACE INTO items
-        SELECT item_id, category, split_part(category, '|', 1), _created_at_parsed, price_num,
+        SELECT item_id, category, split_part(category, '|', 1), created_at_ts, price_num,
                coalesce(avail, true), ?::TIMESTAMP
         FROM passed WHERE NOT _duplicate
         """,
@@ -297,6 +275,7 @@ def load_items_file(
         quarantined=sum(reasons.values()),
         duplicates=scalar(con, "SELECT count(*) FROM passed WHERE _duplicate"),
         reasons=reasons,
+        nulled=count_nulled(con, ITEM_FIELDS, "passed WHERE NOT _duplicate"),
     )
     return _check_balance(report, path)
 
@@ -316,6 +295,7 @@ def load_events(
     served_id_length: int | None = None,
     home: Path | None = None,
     earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
+    bad_optional: BadOptional = "quarantine_row",
 ) -> LoadReport:
     """Load an events file, folder or list of files; unreadable files raise IngestError."""
     report = LoadReport(target="events")
@@ -323,7 +303,7 @@ def load_events(
     for file in _files(path):
         with _naming(file):
             report.add(load_events_file(con, file, types, now, reader, served_id_length, home,
-                                        earliest))  # fmt: skip
+                                        earliest, bad_optional))  # fmt: skip
     return report
 
 
@@ -333,12 +313,13 @@ def load_items(
     now: datetime,
     reader: Reader = plain_reader,
     home: Path | None = None,
+    bad_optional: BadOptional = "quarantine_row",
 ) -> LoadReport:
     """Load an items file, folder or list of files."""
     report = LoadReport(target="items")
     for file in _files(path):
         with _naming(file):
-            report.add(load_items_file(con, file, now, reader, home))
+            report.add(load_items_file(con, file, now, reader, home, bad_optional))
     return report
 
 
@@ -362,6 +343,7 @@ def ingest(
     items_reader: Reader = plain_reader,
     served_id_length: int | None = None,
     earliest: datetime = EARLIEST_EVENT_TIMESTAMP,
+    bad_optional: BadOptional = "quarantine_row",
 ) -> list[LoadReport]:
     """Load items (when given) then events into the warehouse; one report per target.
 
@@ -370,15 +352,16 @@ def ingest(
     ``events_reader`` / ``items_reader`` turn a file into contract columns: the plain
     reader for contract files, a mapping's for other layouts (see ``ranking.ingest.mapping``).
     With ``served_id_length`` (the service's ``max_id_length``), a served log's rows the
-    service could not have written are quarantined with the reason.
+    service could not have written are quarantined with the reason. ``bad_optional``:
+    a bad optional field quarantines its row (the contract) or is nulled and counted.
     """
     reports = []
     home = warehouse_path.parent
     with writing(warehouse_path) as con:
         if items_path is not None:
-            reports.append(load_items(con, items_path, now, items_reader, home))
+            reports.append(load_items(con, items_path, now, items_reader, home, bad_optional))
         reports.append(load_events(con, events_path, event_types, now, events_reader,
-                                   served_id_length, home, earliest))  # fmt: skip
+                                   served_id_length, home, earliest, bad_optional))  # fmt: skip
     return reports
 
 

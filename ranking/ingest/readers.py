@@ -25,22 +25,38 @@ SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".
 Reader = Callable[[Path], str]
 
 
-def list_input_files(path: Path) -> list[Path]:
-    """The readable files at ``path``: the file itself, or a folder's files, sorted."""
+def list_input_files(
+    path: Path, suffixes: Iterable[str] | None = tuple(SUPPORTED_SUFFIXES)
+) -> list[Path]:
+    """The readable files at ``path``: the file itself (whatever its suffix: the reader
+    judges its format), or a folder's files with one of ``suffixes`` (with None, every file
+    not hidden, for a mapping that declares its format), sorted."""
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path}: no such file or folder")
     if path.is_file():
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise IngestError(
-                f"{path}: unsupported format {path.suffix!r}; use one of "
-                f"{', '.join(sorted(SUPPORTED_SUFFIXES))}"
-            )
         return [path]
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    known = None if suffixes is None else {s.lower() for s in suffixes}
+    files = sorted(
+        p for p in path.iterdir()
+        if p.is_file() and (p.suffix.lower() in known if known is not None
+                            else not p.name.startswith("."))
+    )  # fmt: skip
     if not files:
-        raise IngestError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
+        kinds = "files" if known is None else f"{', '.join(sorted(known))} files"
+        raise IngestError(f"{path}: folder holds no {kinds}")
     return files
+
+
+def file_format(path: Path) -> str:
+    """A contract file's format from its suffix; one line naming the file if unknown."""
+    kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise IngestError(
+            f"{path}: unsupported format {path.suffix!r}; use one of "
+            f"{', '.join(sorted(SUPPORTED_SUFFIXES))}, or a mapping (--mapping) with `format:`"
+        )
+    return kind
 
 
 def read_json_sql(path: Path, columns: Iterable[str]) -> str:
@@ -61,21 +77,25 @@ PADDING = "' ' || chr(9) || chr(10) || chr(13)"
 CSV_REJECTS = "csv_rejects"
 
 
-def read_csv_sql(path: Path, header: bool = True, delimiter: str = ",") -> str:
-    """A CSV file (comma-separated, or ``delimiter``) as text columns, with standard
+def read_csv_sql(
+    path: Path, header: bool = True, delimiter: str = ",", encoding: str = "utf-8"
+) -> str:
+    """A CSV file (comma-separated, or ``delimiter``: up to 4 bytes, ``::`` included; in
+    ``encoding``: utf-8, utf-16 or latin-1) as text columns, with standard
     quoting (``"``, doubled to escape, so a quoted field may hold the delimiter or a
     newline) whatever the sniffer guesses from its first rows; a line that does not parse
-    (too many or too few fields, not UTF-8) goes to :data:`CSV_REJECTS` instead of
+    (too many or too few fields, not valid in the encoding) goes to :data:`CSV_REJECTS` instead of
     failing the whole file."""
     return (
         f"read_csv({quote(str(path))}, all_varchar = true, header = {str(header).lower()}"
-        f", delim = {quote(delimiter)}, quote = '\"', escape = '\"', store_rejects = true, "
+        f", delim = {quote(delimiter)}, encoding = {quote(encoding)}, quote = '\"'"
+        ", escape = '\"', store_rejects = true, "
         f"rejects_table = '{CSV_REJECTS}', rejects_scan = '{CSV_REJECTS}_scans')"
     )
 
 
 def plain_reader(path: Path) -> str:
-    kind = SUPPORTED_SUFFIXES[path.suffix.lower()]
+    kind = file_format(path)
     p = quote(str(path))
     if kind == "csv":
         return read_csv_sql(path)
