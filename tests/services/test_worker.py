@@ -167,6 +167,7 @@ def test_a_worker_runs_the_deployments_of_prefect_yaml(tmp_path: Path) -> None:
             flow_run = _get_json(f"{api}/flow_runs/{run_id}") or {}
             state = (flow_run.get("state") or {}).get("type")
         timings["run completed"] = time.monotonic() - started
+        timings["of which the flow ran"] = flow_run["total_run_time"]
         assert state == "COMPLETED", services.log("worker")
     finally:
         services.stop_all()
