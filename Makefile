@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow test-faults lint format bench bench-quality bench-retrieval bench-drift lock clean venv
+.PHONY: demo test test-slow test-faults test-services lint format bench bench-quality bench-retrieval bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-slow: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults tests/faults
 	RANKING_FUZZ_EXAMPLES=10000 $(BIN)/pytest tests/code/ingest/test_fuzz.py
+
+# The team way to schedule on real services (127.0.0.1, a throwaway PREFECT_HOME):
+# prefect server start, a process work pool, prefect deploy --all, a worker, one run.
+test-services: $(STAMP)
+	$(BIN)/pytest -m services -s tests/services
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,11 +3,14 @@
 Features refresh hourly, the ranker retrains daily and drift is checked hourly (cron,
 UTC); a drift breach starts a training run. ``prefect deployment
 run 'build-features/features-hourly'`` starts one run by hand while this is serving.
+``prefect.yaml`` declares the same deployments for a process work pool and
+``prefect worker start`` (a test holds its names, crons and tags equal to these).
 """
 
 from __future__ import annotations
 
 from prefect import serve
+from prefect.schedules import Cron
 
 from flows.features import features_flow
 from flows.monitor import monitor_flow
@@ -26,13 +29,19 @@ def deployments(
     """The platform's deployments with their schedules."""
     return [
         features_flow.to_deployment(
-            name="features-hourly", cron=features_cron, tags=["ranking", "features"]
+            name="features-hourly",
+            schedule=Cron(features_cron, timezone="UTC"),
+            tags=["ranking", "features"],
         ),
         train_flow.to_deployment(
-            name="training-daily", cron=training_cron, tags=["ranking", "training"]
+            name="training-daily",
+            schedule=Cron(training_cron, timezone="UTC"),
+            tags=["ranking", "training"],
         ),
         monitor_flow.to_deployment(
-            name="monitor-hourly", cron=monitor_cron, tags=["ranking", "monitoring"]
+            name="monitor-hourly",
+            schedule=Cron(monitor_cron, timezone="UTC"),
+            tags=["ranking", "monitoring"],
         ),
     ]
 
