@@ -160,7 +160,7 @@ def load_events_file(
     (``served-<day>.jsonl``, see :func:`ranking.schema.is_served_log`) is also checked
     against what the service produces, with ``served_id_length`` its longest id. File
     names inside ``home`` are recorded relative to it. ``bad_optional`` says what a bad
-    ``value`` or ``position`` does (:mod:`ranking.ingest.fields`)."""
+    ``value`` or ``position`` does (:mod:`ranking.ingest.rules`)."""
     source = FileSource.of(path, home)
     stage(con, path, EVENT_COLUMNS, reader)
     types_sql = ", ".join(quote(t) for t in sorted(event_types))
@@ -234,7 +234,7 @@ def load_items_file(
 ) -> LoadReport:
     """Load one items file; a later row for an ``item_id`` (in the file or a later load)
     replaces the earlier one, which counts as a duplicate. ``bad_optional`` says what a bad
-    ``created_at``, ``price`` or ``available`` does (:mod:`ranking.ingest.fields`)."""
+    ``created_at``, ``price`` or ``available`` does (:mod:`ranking.ingest.rules`)."""
     source = FileSource.of(path, home)
     stage(con, path, ITEM_COLUMNS, reader)
     optional = reason_branches(ITEM_FIELDS, bad_optional)
