@@ -37,9 +37,10 @@ def apply(settings: Settings) -> bool:
 @task(**retrying(2))
 def materialize(settings: Settings, build: FeatureBuild) -> None:
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
-    store.materialize_latest(
+    report = store.materialize_latest(
         store.get_store(settings), start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
     )
+    print(report.describe())
 
 
 @task(**retrying(1))

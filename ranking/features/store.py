@@ -22,6 +22,7 @@ from ranking import home
 from ranking.errors import FeastError
 from ranking.features import families, repo
 from ranking.features.definitions import resolve_service
+from ranking.features.materialize import MaterializeReport, materialize_newest
 from ranking.settings import Settings
 
 
@@ -120,9 +121,11 @@ def get_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(settings.feature_repo))
 
 
-def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> None:
-    """Load the newest value of every entity with a snapshot in ``[start, end]`` online."""
-    store.materialize(start_date=start, end_date=end)
+def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> MaterializeReport:
+    """Load the newest value of every entity with a snapshot in ``[start, end]`` online
+    (Feast's rows, written by whole columns; a view whose rows are already there is
+    skipped: :mod:`ranking.features.materialize`)."""
+    return materialize_newest(store, start, end)
 
 
 def service_features(store: FeatureStore, service_name: str) -> list[str]:
