@@ -348,6 +348,12 @@ def build_training_set(
 
     Returns (frame, feature names); ``split`` tells the parts apart.
     """
+    queries = build_query_frame(warehouse_path, settings, times)
+    return with_features(store, queries, service_name(settings))
+
+
+def build_query_frame(warehouse_path: Path, settings: Settings, times: SplitTimes) -> pd.DataFrame:
+    """The train / valid query groups and the test holdout, before any feature joins."""
     with warehouse(warehouse_path, read_only=True) as con:
         entities = build_entity_frame(con, settings, times)
         first_test_id = int(entities["group_id"].max()) + 1 if len(entities) else 0
@@ -360,8 +366,7 @@ def build_training_set(
         raise NoDataError(
             f"no returning user with a relevant event between {times.test_start} and {times.end}"
         )
-    both = pd.concat([entities, holdout], ignore_index=True)
-    return with_features(store, both, service_name(settings))
+    return pd.concat([entities, holdout], ignore_index=True)
 
 
 def with_features(
