@@ -16,7 +16,7 @@ from ranking.features.build import build_all_families
 from ranking.features.definitions import FeatureDefinition
 from ranking.features.snapshots import FeatureBuild
 from ranking.features.validation import SqlLimits
-from ranking.retrieval.published import Publication, publish_candidates
+from ranking.retrieval.published import Publication, publish_candidates, unchanged_publication
 from ranking.settings import Settings
 from ranking.warehouse import warehouse
 
@@ -45,9 +45,12 @@ def materialize(settings: Settings, build: FeatureBuild) -> None:
 
 @task(**retrying(1))
 def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
-    fs = store.get_store(settings)
+    kept = unchanged_publication(settings, max(build.snapshots), build.inputs)
+    if kept is not None:
+        return kept
     with warehouse(settings.warehouse_path, read_only=True) as con:
-        return publish_candidates(con, settings, max(build.snapshots), fs)
+        return publish_candidates(con, settings, max(build.snapshots), store.get_store(settings),
+                                  inputs=build.inputs)  # fmt: skip
 
 
 @flow(name="build-features", log_prints=True)

@@ -19,7 +19,7 @@ from ranking.features import store
 from ranking.publishing import aliases, gate, models
 from ranking.schema import MODEL_SCORER, TEST, TRAIN, VALID
 from ranking.settings import Settings
-from ranking.training import dataset, rankers, tracking
+from ranking.training import dataset, rankers, reuse, tracking
 from ranking.training.dataset import split_rows
 
 
@@ -79,6 +79,17 @@ def check_training_frame(
 
 
 @task(cache_policy=NO_CACHE)
+def training_inputs(settings: Settings, times: dataset.SplitTimes) -> str:
+    return reuse.training_inputs(settings, times)
+
+
+@task(cache_policy=NO_CACHE)
+def trained_on_inputs(settings: Settings, inputs: str) -> tracking.PreviousRun | None:
+    """The version these very inputs trained, found before any training set is built."""
+    return reuse.trained_on_inputs(settings, inputs)
+
+
+@task(cache_policy=NO_CACHE)
 def already_trained(settings: Settings, frame: pd.DataFrame) -> tracking.PreviousRun | None:
     """The existing version for this training set and code, so a rerun adds no duplicate."""
     return tracking.previous_run(settings, frame)
@@ -108,10 +119,11 @@ def champion_on_test(settings: Settings, test: pd.DataFrame) -> gate.ChampionSco
 @task(cache_policy=NO_CACHE, **retrying(2))
 def log_model(settings: Settings, trained: rankers.TrainedRanker, frame: pd.DataFrame,
               tables: dict[str, pd.DataFrame], times: dataset.SplitTimes,
-              quality_report: QualityReport, summary: dict) -> tuple[str, str]:  # fmt: skip
+              quality_report: QualityReport, summary: dict,
+              inputs: str) -> tuple[str, str]:  # fmt: skip
     return tracking.log_training_run(
         settings, trained, frame, tables, times, quality_report.summary(),
-        store.service_name(settings), summary,
+        store.service_name(settings), summary, inputs,
     )  # fmt: skip
 
 
@@ -134,6 +146,14 @@ def _markdown(result: TrainResult) -> str:
     )
 
 
+def _reused(settings: Settings, previous, why: str, summary: dict | None = None) -> TrainResult:
+    reason = f"{why} since v{previous.version}: no new version trained"
+    print(f"ranker v{previous.version} reused: {reason}")
+    champion = aliases.champion_version(settings)
+    return TrainResult(previous.version, previous.run_id, False, reason, champion,
+                       previous.table, summary or {})  # fmt: skip
+
+
 @flow(name="train-ranker", log_prints=True)
 def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult:
     """Train on everything before ``as_of``; register; promote if it beats the champion."""
@@ -141,24 +161,24 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
     as_of_dt = run_as_of(settings, as_of)
     times = split(settings, as_of_dt.isoformat())
     inputs = check_inputs(settings, as_of_dt.isoformat())
+    digest = training_inputs(settings, times)
+    previous = trained_on_inputs(settings, digest)
+    if previous is not None:
+        return _reused(settings, previous, "inputs (data, features, settings, code) unchanged")
     frame, features = training_set(settings, times)
     quality_report = check_training_frame(settings, frame, features, inputs)
     summary = dataset.training_set_summary(frame)
     previous = already_trained(settings, frame)
     if previous is not None:
-        reason = (
-            f"training set and code unchanged since v{previous.version}: no new version trained"
-        )
-        print(f"ranker v{previous.version} reused: {reason}")
-        return TrainResult(previous.version, previous.run_id, False, reason,
-                           aliases.champion_version(settings), previous.table, summary)  # fmt: skip
+        return _reused(settings, previous, "training set and code unchanged", summary)
     trained = fit(settings, frame, features)
     test = split_rows(frame, TEST)
     table, by_segment = evaluate_on_test(settings, test, trained)
     champion = champion_on_test(settings, test)
     tables = {"evaluation": table, "evaluation_by_segment": by_segment,
               "data_quality": quality_report.to_frame()}  # fmt: skip
-    run_id, version = log_model(settings, trained, frame, tables, times, quality_report, summary)
+    run_id, version = log_model(settings, trained, frame, tables, times, quality_report, summary,
+                                digest)  # fmt: skip
     decision = promote(settings, version, table, champion)
     result = TrainResult(
         version=version,

@@ -176,6 +176,8 @@ class FeatureBuild:
 
     rows: dict[str, int]
     snapshots: list[datetime]
+    reused: bool = False  # True: the inputs were unchanged and nothing was written
+    inputs: str = ""  # the digest of what the build read (``features.build.build_inputs``)
 
 
 def build_feature_tables(

@@ -129,12 +129,31 @@ def _view_file(view: str) -> str:
     return f"view_{view}.parquet"
 
 
+def unchanged_publication(settings: Settings, at: datetime, inputs: str) -> Publication | None:
+    """The current publication when it was made at ``at`` from features built from
+    ``inputs`` (a :class:`FeatureBuild`'s digest) with today's retrieval settings: what
+    publishing again would write."""
+    name = current_name(settings)
+    if not inputs or name != f"{at:%Y%m%dT%H%M%S}-{retrieval_digest(settings)}":
+        return None
+    path = retrieval_dir(settings) / name
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("inputs") != inputs:
+        return None
+    return Publication(path=path, at=at, users=manifest["users"], rows=manifest["rows"])
+
+
 def publish_candidates(
-    con: duckdb.DuckDBPyConnection, settings: Settings, at: datetime, store=None
-) -> Publication:
+    con: duckdb.DuckDBPyConnection, settings: Settings, at: datetime, store=None,
+    inputs: str = "",
+) -> Publication:  # fmt: skip
     """Retrieve at ``at`` for every user with a relevant event before it, and publish;
     with a Feast ``store``, its online features for every entity too (read after the
-    materialization of the snapshot at ``at``)."""
+    materialization of the snapshot at ``at``). ``inputs`` (the features build's digest)
+    is kept in the manifest, so an unchanged rerun can keep the publication."""
     users = [u for (u,) in con.execute(
         f"""SELECT DISTINCT e.user_id FROM events e
             WHERE e.event_timestamp < ?::TIMESTAMP AND {positive_sql(settings)} ORDER BY 1""",
@@ -170,7 +189,7 @@ def publish_candidates(
             table.values.reset_index().to_parquet(staging / _view_file(name), index=False)
             views.append({"view": name, "keys": list(table.keys)})
     manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows,
-                "views": views}  # fmt: skip
+                "views": views, "inputs": inputs}  # fmt: skip
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     target = root / name
     shutil.rmtree(target, ignore_errors=True)

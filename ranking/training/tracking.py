@@ -42,7 +42,7 @@ from ranking.training.rankers import feature_importance
 
 #: Version tags copied from the run's tags (what ``ranking models list`` shows).
 VERSION_TAGS = ("feature_service", "data_window", "training_set_hash", "code_version",
-                "training_config", "data_quality")  # fmt: skip
+                "training_config", "data_quality", "inputs_digest")  # fmt: skip
 
 #: The folders whose code decides what a training run produces.
 TRAINING_CODE = ("ranking", "flows", "feature_repo")
@@ -201,11 +201,12 @@ def run_metrics(
 
 
 def run_tags(
-    settings: Settings, service: str, times: SplitTimes, frame: pd.DataFrame, data_quality: str
-) -> dict[str, str]:
+    settings: Settings, service: str, times: SplitTimes, frame: pd.DataFrame, data_quality: str,
+    inputs: str = "",
+) -> dict[str, str]:  # fmt: skip
     """The run's tags: feature service, data window, training-set hash, code, training
-    settings, data checks."""
-    return {
+    settings, data checks, and the digest of the inputs (``ranking.training.reuse``)."""
+    return ({"inputs_digest": inputs} if inputs else {}) | {
         "feature_service": service,
         "data_window": f"{times.start:%Y-%m-%dT%H:%M}/{times.end:%Y-%m-%dT%H:%M}",
         "split_times": f"valid from {times.valid_start:%Y-%m-%d}, test from "
@@ -392,6 +393,7 @@ def log_training_run(
     data_quality: str,
     service: str,
     summary: dict[str, dict[str, float]],
+    inputs: str = "",
 ) -> tuple[str, str]:
     """Log one training run and register its model; returns (run id, model version).
 
@@ -411,7 +413,7 @@ def log_training_run(
         features=trained.features,
         params=trained.params | query_group_params(settings),
         metrics=metrics,
-        tags=run_tags(settings, service, times, frame, data_quality),
+        tags=run_tags(settings, service, times, frame, data_quality, inputs),
         example=split_rows(frame, TEST),
         importance=feature_importance(trained.model, trained.features),
         tables=tables,
