@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 from feast import FeatureService, FeatureStore
+from feast.infra.provider import get_provider
 from pandas.api.types import is_numeric_dtype
+from tqdm import tqdm
 
 from ranking import home
 from ranking.errors import FeastError
@@ -121,8 +123,27 @@ def get_store(settings: Settings) -> FeatureStore:
 
 
 def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> None:
-    """Load the newest value of every entity with a snapshot in ``[start, end]`` online."""
-    store.materialize(start_date=start, end_date=end)
+    """Load the newest value of every entity with a snapshot in ``[start, end]`` online.
+
+    Each online view is written through Feast's provider, as ``FeatureStore.materialize``
+    does, without its registry bookkeeping: that appends the window to the view in the
+    registry, which the repo cannot declare, and from then on Feast's diff finds the view
+    changed and compares its source's apply-time timestamps, so ``feast plan`` and
+    ``feast apply`` report every view as updated on an unchanged repo (and no apply ever
+    clears it). Nothing here asks Feast what was materialized: the window is explicit.
+    """
+    provider = get_provider(store.config)
+    for view in store.list_feature_views():
+        if view.online:
+            provider.materialize_single_feature_view(
+                config=store.config,
+                feature_view=view,
+                start_date=start,
+                end_date=end,
+                registry=store.registry,
+                project=store.project,
+                tqdm_builder=lambda total: tqdm(total=total, disable=True),
+            )
 
 
 def service_features(store: FeatureStore, service_name: str) -> list[str]:
