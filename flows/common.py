@@ -15,8 +15,20 @@ __all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "run_as_of", "
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
     """Prefect's retry condition: retry a transient failure, never a :class:`RankingError`
-    (bad input, a missing stage): rerunning it fails the same way, three times as slow."""
-    return not isinstance(state.result(raise_on_failure=False), RankingError)
+    (bad input, a missing stage): rerunning it fails the same way, three times as slow;
+    nor an interrupted query (the command is being stopped)."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, RankingError) and not interrupted_query(error)
+
+
+def interrupted_query(error: BaseException | None) -> bool:
+    """Whether DuckDB stopped a query for a signal: it answers the KeyboardInterrupt that
+    Ctrl-C raises (and SIGTERM, turned into one by the CLI) with this RuntimeError."""
+    while error is not None:
+        if isinstance(error, RuntimeError) and str(error) == "Query interrupted":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def flow_settings(home: str | None = None) -> Settings:
