@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ranking import home as ranking_home
-from ranking.errors import RankingError
+from ranking.errors import RankingError, interrupted_query
 from ranking.ingest.profile import default_as_of, fit_settings, profile_of
 from ranking.settings import Settings
 from ranking.times import floor_to, parse_time
@@ -19,16 +19,6 @@ def retry_unless_bad_input(task, task_run, state) -> bool:
     nor an interrupted query (the command is being stopped)."""
     error = state.result(raise_on_failure=False)
     return not isinstance(error, RankingError) and not interrupted_query(error)
-
-
-def interrupted_query(error: BaseException | None) -> bool:
-    """Whether DuckDB stopped a query for a signal: it answers the KeyboardInterrupt that
-    Ctrl-C raises (and SIGTERM, turned into one by the CLI) with this RuntimeError."""
-    while error is not None:
-        if isinstance(error, RuntimeError) and str(error) == "Query interrupted":
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def flow_settings(home: str | None = None) -> Settings:

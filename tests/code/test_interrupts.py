@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from cli.interrupts import Interruption, stopping_on_signals
-from flows.common import interrupted_query
+from ranking.errors import interrupted_query
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
