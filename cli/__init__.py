@@ -9,10 +9,13 @@ knows neither this package nor Prefect.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from cli import config, data, features, loop, models, monitoring, serving, training
 from cli.common import console, quiet_expected_errors, quiet_libraries
+from cli.interrupts import stopping_on_signals
 from ranking.errors import RankingError
 
 app = typer.Typer(
@@ -38,10 +41,25 @@ app.add_typer(models.app, name="models")
 
 def main() -> None:  # pragma: no cover - console entry point
     quiet_libraries()
-    try:
-        app()
-    except RankingError as exc:  # one line naming the file, row or field; exit code 2
-        if _state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise SystemExit(2) from None
+    with stopping_on_signals() as interruption:
+        try:
+            app()
+        except RankingError as exc:  # one line naming the file, row or field; exit code 2
+            if interruption.seen() is None:
+                if _state["debug"]:
+                    raise
+                console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+                raise SystemExit(2) from None
+        except BaseException as exc:
+            # Typer turns KeyboardInterrupt into exit 130, DuckDB into a RuntimeError; a
+            # command that handled the interrupt and succeeded (``ranking schedule``)
+            # keeps its own exit.
+            finished = isinstance(exc, SystemExit) and exc.code in (0, None)
+            if interruption.seen() is None or finished:
+                raise
+            if _state["debug"]:
+                console.print_exception()
+    if interruption.signum is not None:
+        command = " ".join(["ranking", *sys.argv[1:2]])
+        console.print(f"[bold yellow]{interruption.message(command)}[/]", soft_wrap=True)
+        raise SystemExit(interruption.exit_code)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ranking import home as ranking_home
 from ranking.checks.report import QualityError
-from ranking.errors import RankingError
+from ranking.errors import RankingError, interrupted_query
 from ranking.ingest.profile import fit_settings, profile_of, what_the_data_decided
 from ranking.settings import Settings
 
@@ -79,13 +79,13 @@ def print_frame(frame: pd.DataFrame, title: str) -> None:
 
 class _NoTracebackForExpectedErrors(logging.Filter):
     """Prefect logs a failed task's or flow's traceback; for a :class:`RankingError` (bad
-    input, a failed check: the message says it all) the message is kept, the traceback
-    dropped, and a multi-line message (a quality report) cut to its first line, since
-    the command prints it whole once at the end."""
+    input, a failed check: the message says it all) or a query stopped by a signal, the
+    message is kept, the traceback dropped, and a multi-line message (a quality report)
+    cut to its first line, since the command prints it whole once at the end."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, RankingError):
+        if isinstance(error, RankingError) or interrupted_query(error):
             record.exc_info, record.exc_text = None, None
         message = record.getMessage()
         if record.levelno >= logging.ERROR and "\n" in message and _expected(message):

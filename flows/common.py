@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ranking import home as ranking_home
-from ranking.errors import RankingError
+from ranking.errors import RankingError, interrupted_query
 from ranking.ingest.profile import default_as_of, fit_settings, profile_of
 from ranking.settings import Settings
 from ranking.times import floor_to, parse_time
@@ -15,8 +15,10 @@ __all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "run_as_of", "
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
     """Prefect's retry condition: retry a transient failure, never a :class:`RankingError`
-    (bad input, a missing stage): rerunning it fails the same way, three times as slow."""
-    return not isinstance(state.result(raise_on_failure=False), RankingError)
+    (bad input, a missing stage): rerunning it fails the same way, three times as slow;
+    nor an interrupted query (the command is being stopped)."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, RankingError) and not interrupted_query(error)
 
 
 def flow_settings(home: str | None = None) -> Settings:

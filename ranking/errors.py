@@ -27,3 +27,13 @@ class NoDataError(RankingError, ValueError):
 
 class RegistryError(RankingError, ValueError):
     """A model version cannot be used as asked (unknown, or not completely registered)."""
+
+
+def interrupted_query(error: BaseException | None) -> bool:
+    """Whether DuckDB stopped a query for a signal: it answers the KeyboardInterrupt that
+    Ctrl-C raises (and SIGTERM, turned into one by the CLI) with this RuntimeError."""
+    while error is not None:
+        if isinstance(error, RuntimeError) and str(error) == "Query interrupted":
+            return True
+        error = error.__cause__ or error.__context__
+    return False

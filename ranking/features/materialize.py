@@ -5,9 +5,8 @@ Feast's stock materialize turns every value into a protobuf message in Python an
 upserts it alone (``SqliteOnlineStore.online_write_batch``: about 4k entity rows/s
 here). This path keeps Feast's parts where they cost nothing: its offline store selects
 the latest row of each entity in the window (the same ``pull_latest_from_table_or_query``
-its engine calls), its table names are used as they are, its entity-key encoding
-(version 3) is reproduced, and the interval is recorded in its registry
-(``apply_materialization``). What changes is the
+its engine calls), its table names are used as they are and its entity-key encoding
+(version 3) is reproduced. What changes is the
 encoding: each column becomes Feast's ``Value`` protobuf bytes with numpy (the wire
 format of one scalar field is a tag byte and the value), and one ``executemany`` upserts
 a view. The rows are tested byte for byte against stock materialize.
@@ -16,7 +15,13 @@ A view whose selected rows hash to what was last written into this very database
 whose table still holds the rows counted then, is skipped: the digest is kept in the
 online store's own file, so a deleted, replaced or re-created table is written again.
 Any other online store (Redis in the shared setup), and a value type this module does
-not encode, go through Feast's own materialize.
+not encode, go through Feast's provider, view by view, as ``FeatureStore.materialize``
+does.
+
+Neither path does ``FeatureStore.materialize``'s registry bookkeeping: it appends the
+window to each view in the registry, which the repo cannot declare, so from then on
+``feast plan`` and ``feast apply`` report every view as updated on an unchanged repo.
+Nothing here asks Feast what was materialized: the window is explicit.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ import hashlib
 import sqlite3
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.sqlite import _table_id
+from feast.infra.provider import get_provider
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
+from tqdm import tqdm
 
 #: Value types encoded here -> (ValueProto field, protobuf wire type, numpy dtype).
 _SCALARS = {
@@ -213,8 +220,14 @@ def materialize_newest(fs: FeatureStore, start: datetime, end: datetime) -> Mate
     else:
         report.stock = [v.name for v in views if not _encodable(v)]
         _write_sqlite(fs, [v for v in views if _encodable(v)], start, end, report)
-    if report.stock:
-        fs.materialize(start_date=start, end_date=end, feature_views=report.stock)
+    provider = get_provider(fs.config)
+    for view in views:
+        if view.name in report.stock:
+            provider.materialize_single_feature_view(
+                config=fs.config, feature_view=view, start_date=start, end_date=end,
+                registry=fs.registry, project=fs.project,
+                tqdm_builder=lambda total: tqdm(total=total, disable=True),
+            )  # fmt: skip
     return report
 
 
@@ -264,8 +277,6 @@ def _write_sqlite(
                     f"INSERT OR REPLACE INTO {_DIGESTS} VALUES (?, ?, ?)",
                     [view.name, digest, count],
                 )
-            fs.registry.apply_materialization(view, fs.project, start.astimezone(UTC),
-                                              end.astimezone(UTC))  # fmt: skip
             report.written[view.name] = table.num_rows
     finally:
         con.close()

@@ -57,8 +57,11 @@ def compute_definition(
     frame = run_definition(definition, warehouse_path, as_of, snapshots, limits)
     target = Path(features_dir) / f"{definition.name}.parquet"
     tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    tmp.replace(target)
+    try:  # an interrupted or failed write leaves no temporary file behind
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return len(frame)
 
 

@@ -149,17 +149,20 @@ def compute_features(
         keys = ", ".join(family.entity_keys)
         target = family.parquet_path(out_dir)
         tmp = target.with_suffix(".parquet.tmp")
-        # Microsecond UTC timestamps: what Feast's DuckDB store can materialize.
-        con.execute(
-            f"""
-            COPY (
-                SELECT {keys}, (snapshot_ts AT TIME ZONE 'UTC') AS event_timestamp,
-                       {", ".join(_typed(f) for f in family.features)}
-                FROM ({family.sql}) ORDER BY snapshot_ts, {keys}
-            ) TO '{tmp}' (FORMAT parquet)
-            """
-        )
-        tmp.replace(target)
+        try:  # an interrupted or failed write leaves no temporary file behind
+            # Microsecond UTC timestamps: what Feast's DuckDB store can materialize.
+            con.execute(
+                f"""
+                COPY (
+                    SELECT {keys}, (snapshot_ts AT TIME ZONE 'UTC') AS event_timestamp,
+                           {", ".join(_typed(f) for f in family.features)}
+                    FROM ({family.sql}) ORDER BY snapshot_ts, {keys}
+                ) TO '{tmp}' (FORMAT parquet)
+                """
+            )
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
         rows[family.name] = scalar(con, f"SELECT count(*) FROM read_parquet('{target}')")
     progress.advance("feature families", len(families), len(families))
     return rows

@@ -95,15 +95,19 @@ def keep(settings: Settings, champion: Champion, run_id: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".v{champion.version}-", dir=folder.parent))
-    champion.model.save_model(staging / MODEL_FILE)
     meta = {
         "version": champion.version,
         "run_id": run_id,
         "feature_service": champion.feature_service,
         "features": champion.features,
     }
-    (staging / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     try:
-        os.replace(staging, folder)
-    except OSError:  # another process kept it first
+        champion.model.save_model(staging / MODEL_FILE)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process kept it first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:  # interrupted or failed: nothing half-written stays
         shutil.rmtree(staging, ignore_errors=True)
+        raise

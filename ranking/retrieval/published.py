@@ -23,7 +23,8 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -163,42 +164,54 @@ def publish_candidates(
     root = retrieval_dir(settings)
     name = f"{at:%Y%m%dT%H%M%S}-{digest}"
     staging = root / f".{name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    facts = item_facts(con, settings, at)
-    categories = facts["category"].to_dict()
-    rows = 0
-    schema = _arrow(pd.DataFrame(columns=PUBLISHED_COLUMNS)).schema
-    with pq.ParquetWriter(staging / CANDIDATES_FILE, schema) as writer:
-        # The cold-start list first: its user id sorts before every other.
-        chunks = [[COLD_USER]] + [
-            users[i : i + CHUNK_USERS] for i in range(0, len(users), CHUNK_USERS)
-        ]
-        for done, chunk in enumerate(chunks):
-            progress.advance("retrieval published (user batches)", done, len(chunks))
-            found = _with_category(retrieve(con, settings, chunk, at), categories)
-            writer.write_table(_arrow(found))
-            rows += len(found)
-        progress.advance("retrieval published (user batches)", len(chunks), len(chunks))
-    facts.reset_index().to_parquet(staging / ITEMS_FILE, index=False)
-    consumed_pairs(con, settings, at).to_parquet(staging / CONSUMED_FILE, index=False)
-    unanswered_impressions(con, settings, at).to_parquet(staging / UNANSWERED_FILE, index=False)
-    views = []
-    if store is not None:
-        for name, table in read_views(store, feature_entities(con, at)).items():
-            table.values.reset_index().to_parquet(staging / _view_file(name), index=False)
-            views.append({"view": name, "keys": list(table.keys)})
-    manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows,
-                "views": views, "inputs": inputs}  # fmt: skip
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    target = root / name
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    with _discarded_on_failure(staging):
+        facts = item_facts(con, settings, at)
+        categories = facts["category"].to_dict()
+        rows = 0
+        schema = _arrow(pd.DataFrame(columns=PUBLISHED_COLUMNS)).schema
+        with pq.ParquetWriter(staging / CANDIDATES_FILE, schema) as writer:
+            # The cold-start list first: its user id sorts before every other.
+            chunks = [[COLD_USER]] + [
+                users[i : i + CHUNK_USERS] for i in range(0, len(users), CHUNK_USERS)
+            ]
+            for done, chunk in enumerate(chunks):
+                progress.advance("retrieval published (user batches)", done, len(chunks))
+                found = _with_category(retrieve(con, settings, chunk, at), categories)
+                writer.write_table(_arrow(found))
+                rows += len(found)
+            progress.advance("retrieval published (user batches)", len(chunks), len(chunks))
+        facts.reset_index().to_parquet(staging / ITEMS_FILE, index=False)
+        consumed_pairs(con, settings, at).to_parquet(staging / CONSUMED_FILE, index=False)
+        unanswered_impressions(con, settings, at).to_parquet(staging / UNANSWERED_FILE, index=False)
+        views = []
+        if store is not None:
+            for name, table in read_views(store, feature_entities(con, at)).items():
+                table.values.reset_index().to_parquet(staging / _view_file(name), index=False)
+                views.append({"view": name, "keys": list(table.keys)})
+        manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows,
+                    "views": views, "inputs": inputs}  # fmt: skip
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        target = root / name
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
     pointer = root / f".{CURRENT}.staging"
     pointer.write_text(name + "\n")
     os.replace(pointer, root / CURRENT)
     _prune(root, keep={name})
     return Publication(path=target, at=at, users=len(users), rows=rows)
+
+
+@contextmanager
+def _discarded_on_failure(staging: Path) -> Iterator[None]:
+    """``staging`` created empty for the block, and removed if the block raises (an
+    interrupt included): a failed publication leaves nothing behind."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _prune(root: Path, keep: set[str], previous: int = 1) -> None:

@@ -1,0 +1,48 @@
+"""Stopping on SIGINT and SIGTERM (``cli.interrupts``) and not retrying an interrupted query."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from cli.interrupts import Interruption, stopping_on_signals
+from ranking.errors import interrupted_query
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_raises_keyboard_interrupt_and_is_remembered(signum: int) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), stopping_on_signals() as interruption:
+        os.kill(os.getpid(), signum)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: handlers run
+    assert interruption.signum == signum
+    assert interruption.exit_code == 128 + signum
+    assert signal.getsignal(signal.SIGTERM) is before  # put back after the block
+
+
+def test_a_signal_another_handler_took_is_still_seen() -> None:
+    """Prefect's own SIGTERM handler may run instead: the wake-up pipe still says which."""
+    with stopping_on_signals() as interruption:
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
+        assert interruption.seen() == signal.SIGTERM
+
+
+def test_the_message_names_the_signal_the_command_and_the_step() -> None:
+    line = Interruption(signal.SIGTERM, "materialize").message("ranking features")
+    assert line == ("interrupted by SIGTERM: ranking features (step materialize); "
+                    "nothing half-written, rerun to continue")  # fmt: skip
+
+
+def test_a_query_duckdb_stopped_for_a_signal_is_not_retried() -> None:
+    """DuckDB answers the interrupt with this RuntimeError, which Prefect would retry."""
+    stopped = RuntimeError("Query interrupted")
+    assert interrupted_query(stopped)
+    try:
+        raise ValueError("wrapped") from stopped
+    except ValueError as wrapped:
+        assert interrupted_query(wrapped)
+    assert not interrupted_query(RuntimeError("disk full")) and not interrupted_query(None)
