@@ -84,15 +84,15 @@ def training_inputs(settings: Settings, times: dataset.SplitTimes) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def trained_on_inputs(settings: Settings, inputs: str) -> tracking.PreviousRun | None:
+def trained_on_inputs(settings: Settings, inputs: str) -> reuse.PreviousRun | None:
     """The version these very inputs trained, found before any training set is built."""
     return reuse.trained_on_inputs(settings, inputs)
 
 
 @task(cache_policy=NO_CACHE)
-def already_trained(settings: Settings, frame: pd.DataFrame) -> tracking.PreviousRun | None:
+def already_trained(settings: Settings, frame: pd.DataFrame) -> reuse.PreviousRun | None:
     """The existing version for this training set and code, so a rerun adds no duplicate."""
-    return tracking.previous_run(settings, frame)
+    return reuse.previous_run(settings, frame)
 
 
 @task(cache_policy=NO_CACHE)

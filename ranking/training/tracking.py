@@ -6,14 +6,12 @@ model registered as a version of ``ranker``. What a run records is built here to
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sqlite3
 import subprocess
 import tempfile
 import warnings
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -327,32 +325,6 @@ def remove_orphans(client: MlflowClient, name: str, run_started_ms: int) -> list
     return orphans
 
 
-def version_trained_on(
-    settings: Settings, training_set_hash: str, code: str, config: str
-) -> str | None:
-    """The newest version trained on this exact training set by this exact code with these
-    training settings, if any.
-
-    Training is seeded, so such a version is what training again would produce.
-    """
-    client = client_for(settings)
-    name = settings.publishing.model_name
-    found = client.search_model_versions(
-        f"name = '{name}' AND tags.training_set_hash = '{training_set_hash}'"
-    )
-    same = [mv for mv in found if mv.tags.get("code_version") == code and code != "unknown"
-            and mv.tags.get("training_config") == config and is_complete(mv)]  # fmt: skip
-    return str(max(int(mv.version) for mv in same)) if same else None
-
-
-def evaluation_of(settings: Settings, version: str) -> pd.DataFrame:
-    """The evaluation table logged with a version's training run."""
-    client = client_for(settings)
-    run_id = client.get_model_version(settings.publishing.model_name, version).run_id
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/evaluation.csv")
-    return pd.read_csv(io.StringIO(text), index_col=0)
-
-
 def load_frame_artifact(settings: Settings, version: str, name: str) -> pd.DataFrame:
     """A Parquet artifact (``<name>.parquet``) logged with a version's training run."""
     client = client_for(settings)
@@ -362,26 +334,6 @@ def load_frame_artifact(settings: Settings, version: str, name: str) -> pd.DataF
             run_id=run_id, artifact_path=f"{name}.parquet", dst_path=tmp
         )
         return pd.read_parquet(path)
-
-
-@dataclass
-class PreviousRun:
-    """A version already trained on the same training set by the same code."""
-
-    version: str
-    run_id: str
-    table: pd.DataFrame
-
-
-def previous_run(settings: Settings, frame: pd.DataFrame) -> PreviousRun | None:
-    """The version a rerun would reproduce (training is seeded), with its evaluation."""
-    version = version_trained_on(
-        settings, frame_hash(frame), code_version(), training_config(settings)
-    )
-    if version is None:
-        return None
-    run_id = client_for(settings).get_model_version(settings.publishing.model_name, version).run_id
-    return PreviousRun(version, run_id, evaluation_of(settings, version))
 
 
 def log_training_run(

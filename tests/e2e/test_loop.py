@@ -192,7 +192,10 @@ def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     events = next(r for r in again.loads if r.target == "events")
     assert events.accepted == 0
     assert events.duplicates == events.read - events.quarantined
-    # Same training set, same code: the existing version stands, no duplicate is registered.
+    # Same data, settings and code: no snapshot is rebuilt, no training set either, and
+    # the existing version stands, no duplicate is registered.
+    assert again.features.reused and not first.features.reused
+    assert again.training.reason.startswith("inputs (data, features, settings, code) unchanged")
     assert again.training.version == first.training.version
     assert not again.training.promoted
     assert again.training.champion_version == first.training.version

@@ -14,7 +14,7 @@ from ranking.publishing import aliases, champion, models, serving_model
 from ranking.publishing.gate import ChampionScore, decide
 from ranking.settings import Settings
 from ranking.training import rankers as train
-from ranking.training import tracking
+from ranking.training import reuse, tracking
 
 
 def _frame(seed: int, groups: int = 40) -> pd.DataFrame:
@@ -109,14 +109,14 @@ def test_first_version_becomes_champion_then_only_a_clear_win_replaces_it(gated)
 def test_reuse_lookup_matches_hash_code_and_training_settings(gated) -> None:
     v1 = _register(gated, 7)
     config = tracking.training_config(gated)
-    assert tracking.version_trained_on(gated, "7", "test", config) == v1
-    assert tracking.version_trained_on(gated, "7", "other-commit", config) is None
-    assert tracking.version_trained_on(gated, "8", "test", config) is None
+    assert reuse.version_trained_on(gated, "7", "test", config) == v1
+    assert reuse.version_trained_on(gated, "7", "other-commit", config) is None
+    assert reuse.version_trained_on(gated, "8", "test", config) is None
     fewer_rounds = gated.updated(training={"n_estimators": 6})
     assert tracking.training_config(fewer_rounds) != config
-    assert tracking.version_trained_on(gated, "7", "test",
+    assert reuse.version_trained_on(gated, "7", "test",
                                        tracking.training_config(fewer_rounds)) is None  # fmt: skip
-    assert tracking.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
+    assert reuse.evaluation_of(gated, v1).loc["xgboost", "ndcg@10"] == 0.5
 
 
 def test_losers_become_challenger_and_the_first_must_beat_the_baseline(gated) -> None:
@@ -205,7 +205,7 @@ def test_a_version_left_incomplete_is_invisible_refused_and_later_removed(gated)
     with pytest.raises(RegistryError, match="no version 99"):
         aliases.promote(gated, "99", "typo")
     config = tracking.training_config(gated)
-    assert tracking.version_trained_on(gated, "22", "test", config) is None  # never reused
+    assert reuse.version_trained_on(gated, "22", "test", config) is None  # never reused
     young = orphan.creation_timestamp + tracking.ORPHAN_AGE_MS // 2
     assert tracking.remove_orphans(client, name, young) == []  # may still be written
     old = orphan.creation_timestamp + tracking.ORPHAN_AGE_MS + 1
