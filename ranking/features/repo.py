@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ranking.features.definitions import all_families, load_services
 from ranking.features.specs import FeatureFamily
+from ranking.ingest.profile import fit_settings, profile_of
 from ranking.settings import Settings, get_settings
 
 #: The environment variable that carries :class:`RepoInputs` to the repo.
@@ -53,10 +54,13 @@ class RepoInputs:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RepoInputs:
-        """The inputs ``ranking`` handed over; run by hand (``feast apply``), the settings."""
+        """The inputs ``ranking`` handed over; run by hand (``feast apply``, ``feast plan``),
+        the settings as the commands fit them to the home's data (a weekly cadence gives
+        longer ttls: unfitted, a hand-run plan would report every view as changed)."""
         raw = (os.environ if environ is None else environ).get(INPUTS_ENV)
         if raw is None:
-            return cls.of(get_settings())
+            settings = get_settings()
+            return cls.of(fit_settings(settings, profile_of(settings.warehouse_path)))
         payload = json.loads(raw)
         return cls(
             features_dir=Path(payload["features_dir"]),
