@@ -185,9 +185,9 @@ def publish_candidates(
         unanswered_impressions(con, settings, at).to_parquet(staging / UNANSWERED_FILE, index=False)
         views = []
         if store is not None:
-            for name, table in read_views(store, feature_entities(con, at)).items():
-                table.values.reset_index().to_parquet(staging / _view_file(name), index=False)
-                views.append({"view": name, "keys": list(table.keys)})
+            for view, table in read_views(store, feature_entities(con, at)).items():
+                table.values.reset_index().to_parquet(staging / _view_file(view), index=False)
+                views.append({"view": view, "keys": list(table.keys)})
         manifest = {"at": at.isoformat(), "digest": digest, "users": len(users), "rows": rows,
                     "views": views, "inputs": inputs}  # fmt: skip
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

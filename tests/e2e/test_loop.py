@@ -31,7 +31,7 @@ from ranking.home import ensure_dirs
 from ranking.ingest import synth
 from ranking.ingest.contract import ingest
 from ranking.publishing import aliases, models
-from ranking.retrieval.published import load_published
+from ranking.retrieval.published import CURRENT, load_published, retrieval_dir
 from ranking.schema import CHAMPION
 from ranking.serving.candidates import candidates_for
 from ranking.serving.http import create_app
@@ -186,6 +186,9 @@ def test_evaluate_ranks_the_full_catalogue_in_one_and_two_stages(loop_run) -> No
 
 def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     settings, paths, first = loop_run
+    current = retrieval_dir(settings) / CURRENT
+    published = current.read_text().strip()
+    manifest = (retrieval_dir(settings) / published / "manifest.json").stat().st_mtime_ns
     again = ranking_loop(str(paths["events"]), str(paths["items"]),
                          as_of=END.isoformat(), now=NOW.isoformat(),
                          home=str(settings.home))  # fmt: skip
@@ -195,6 +198,8 @@ def test_second_run_adds_nothing_and_reuses_the_version(loop_run) -> None:
     # Same data, settings and code: no snapshot is rebuilt, no training set either, and
     # the existing version stands, no duplicate is registered.
     assert again.features.reused and not first.features.reused
+    assert current.read_text().strip() == published  # the publication kept, not rewritten
+    assert (retrieval_dir(settings) / published / "manifest.json").stat().st_mtime_ns == manifest
     assert again.training.reason.startswith("inputs (data, features, settings, code) unchanged")
     assert again.training.version == first.training.version
     assert not again.training.promoted

@@ -18,6 +18,7 @@ from ranking.retrieval.published import (
     load_published,
     publish_candidates,
     retrieval_dir,
+    unchanged_publication,
 )
 from ranking.serving.candidates import (
     CANDIDATE_COLUMNS,
@@ -140,6 +141,21 @@ def test_a_new_publication_replaces_the_current_one(loaded: Settings) -> None:
     assert load_published(loaded, AT).at == AT != older.at
     assert not first.path.exists() and second.path.exists()  # one previous kept for readers
     assert not [p for p in root.iterdir() if ".staging" in p.name]
+
+
+def test_a_publication_is_kept_only_for_the_same_inputs_time_and_settings(
+    loaded: Settings,
+) -> None:
+    with warehouse(loaded.warehouse_path, read_only=True) as con:
+        made = publish_candidates(con, loaded, AT, inputs="digest-a")
+    assert made.path.name.startswith(f"{AT:%Y%m%dT%H%M%S}-")
+    kept = unchanged_publication(loaded, AT, "digest-a")
+    assert kept is not None and kept.path == made.path and kept.rows == made.rows
+    assert unchanged_publication(loaded, AT, "digest-b") is None  # other features
+    assert unchanged_publication(loaded, AT, "") is None  # inputs unknown
+    assert unchanged_publication(loaded, AT - timedelta(days=1), "digest-a") is None
+    other = loaded.updated(retrieval={"covisit_budget": 7})
+    assert unchanged_publication(other, AT, "digest-a") is None  # other retrieval settings
 
 
 def test_a_copied_home_serves_from_its_own_publication(loaded: Settings, tmp_path) -> None:
