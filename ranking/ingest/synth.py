@@ -69,11 +69,11 @@ class SynthData:
     dirty: pd.DataFrame
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _items(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
+def generate_items(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
     n, n_cat = cfg.n_items, len(CATEGORIES)
     cat_share = rng.dirichlet(np.full(n_cat, 3.0))
     primary = rng.choice(n_cat, size=n, p=cat_share)
@@ -140,11 +140,39 @@ def _slot_items(
     return out
 
 
+def click_logit(affinity: np.ndarray, quality: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """The logit of a click on an item shown at ``position`` (1 = top): the user's taste
+    for its category (``affinity``, 1 = average), its hidden quality, and examination
+    falling with the rank. At position 1 it is the item's hidden appeal to the user."""
+    return -2.4 + 0.9 * np.log(affinity + 0.1) + 0.6 * quality - 0.1 * position
+
+
+def react(
+    affinity: np.ndarray, quality: np.ndarray, price: np.ndarray, position: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """How users react to shown items (arrays of one shape): masks of click, play, skip,
+    add to cart and purchase, then dwell and watch seconds. The choice model of the
+    generated data and of the simulated audience (``ranking.simulation``)."""
+    log_aff = np.log(affinity + 0.1)
+    click = rng.random(affinity.shape) < sigmoid(click_logit(affinity, quality, position))
+    play = click & (rng.random(affinity.shape) < sigmoid(0.2 + 0.8 * log_aff + 0.5 * quality))
+    skip = click & ~play & (rng.random(affinity.shape) < 0.85)
+    cart = click & (
+        rng.random(affinity.shape)
+        < sigmoid(-1.6 + 0.6 * log_aff + 0.4 * quality - 0.3 * np.log(price / 10))
+    )
+    buy = cart & (rng.random(affinity.shape) < 0.45)
+    dwell = rng.lognormal(3.0 + 0.3 * log_aff, 0.5)
+    watch = rng.lognormal(6.0 + 0.4 * log_aff + 0.2 * quality, 0.6)
+    return click, play, skip, cart, buy, dwell, watch
+
+
 def generate(cfg: SynthConfig) -> SynthData:
     """Generate events, items and a small batch of dirty rows, all from ``cfg.seed``."""
     rng = np.random.default_rng(cfg.seed)
     n_cat = len(CATEGORIES)
-    items = _items(cfg, rng)
+    items = generate_items(cfg, rng)
 
     n_users = cfg.n_users
     taste0 = rng.dirichlet(np.full(n_cat, 0.35), size=n_users)
@@ -184,20 +212,9 @@ def generate(cfg: SynthConfig) -> SynthData:
     affinity = np.take_along_axis(taste, item_cat, axis=1) * n_cat
     quality = items["_quality"].to_numpy()[item]
     price = items["price"].to_numpy()[item]
-    log_aff = np.log(affinity + 0.1)
-
-    click = rng.random(item.shape) < _sigmoid(-2.4 + 0.9 * log_aff + 0.6 * quality - 0.1 * position)
-    play = click & (rng.random(item.shape) < _sigmoid(0.2 + 0.8 * log_aff + 0.5 * quality))
-    skip = click & ~play & (rng.random(item.shape) < 0.85)
-    cart = click & (
-        rng.random(item.shape)
-        < _sigmoid(-1.6 + 0.6 * log_aff + 0.4 * quality - 0.3 * np.log(price / 10))
-    )
-    buy = cart & (rng.random(item.shape) < 0.45)
+    click, play, skip, cart, buy, dwell, watch = react(affinity, quality, price, position, rng)
 
     t0 = second[:, None] + position * 4
-    dwell = rng.lognormal(3.0 + 0.3 * log_aff, 0.5)
-    watch = rng.lognormal(6.0 + 0.4 * log_aff + 0.2 * quality, 0.6)
     kinds = [
         ("impression", np.ones_like(click), t0, np.full(item.shape, np.nan)),
         ("click", click, t0 + 2, np.full(item.shape, np.nan)),
