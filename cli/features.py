@@ -20,6 +20,9 @@ app = typer.Typer(
 def features(
     ctx: typer.Context,
     as_of: str = typer.Option(None, help=f"Snapshot up to this time {AS_OF_DEFAULT}."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild, materialize and publish even if nothing changed."
+    ),
     home: Path = HomeOption,
 ) -> None:
     """Without a subcommand: compute snapshots, feast apply, materialize (Prefect flow)."""
@@ -29,7 +32,7 @@ def features(
 
     settings = settings_for(home)
     with progress_bars("Features through Prefect: snapshots, feast apply, materialize"):
-        build = features_flow(as_of=as_of, home=str(settings.home))
+        build = features_flow(as_of=as_of, home=str(settings.home), force=force)
     for name, rows in build.rows.items():
         console.print(f"{name}: {rows:,} rows")
 

@@ -22,9 +22,9 @@ from ranking.warehouse import warehouse
 
 
 @task
-def compute(settings: Settings, as_of_iso: str) -> FeatureBuild:
+def compute(settings: Settings, as_of_iso: str, force: bool = False) -> FeatureBuild:
     """Built-in families, then every registered family on the same snapshot grid."""
-    return build_all_families(settings, parse_time(as_of_iso, utc_now()))
+    return build_all_families(settings, parse_time(as_of_iso, utc_now()), force)
 
 
 @task(**retrying(2))
@@ -35,17 +35,17 @@ def apply(settings: Settings) -> bool:
 
 
 @task(**retrying(2))
-def materialize(settings: Settings, build: FeatureBuild) -> None:
+def materialize(settings: Settings, build: FeatureBuild, force: bool = False) -> None:
     start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
     report = store.materialize_latest(
-        store.get_store(settings), start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+        store.get_store(settings), start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), force
     )
     print(report.describe())
 
 
 @task(**retrying(1))
-def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
-    kept = unchanged_publication(settings, max(build.snapshots), build.inputs)
+def publish_retrieval(settings: Settings, build: FeatureBuild, force: bool = False) -> Publication:
+    kept = None if force else unchanged_publication(settings, max(build.snapshots), build.inputs)
     if kept is not None:
         return kept
     with warehouse(settings.warehouse_path, read_only=True) as con:
@@ -54,15 +54,18 @@ def publish_retrieval(settings: Settings, build: FeatureBuild) -> Publication:
 
 
 @flow(name="build-features", log_prints=True)
-def features_flow(as_of: str | None = None, home: str | None = None) -> FeatureBuild:
+def features_flow(
+    as_of: str | None = None, home: str | None = None, force: bool = False
+) -> FeatureBuild:
     """Snapshot features up to ``as_of`` (default: now for a live feed, the end of a
-    historic log; floored to the cadence)."""
+    historic log; floored to the cadence). Steps whose inputs did not change since their
+    last run are skipped, unless ``force``."""
     settings = flow_settings(home)
     as_of_dt = run_as_of(settings, as_of)
-    build = compute(settings, as_of_dt.isoformat())
+    build = compute(settings, as_of_dt.isoformat(), force)
     apply(settings)
-    materialize(settings, build)
-    published = publish_retrieval(settings, build)
+    materialize(settings, build, force)
+    published = publish_retrieval(settings, build, force)
     print(f"{len(build.snapshots)} snapshots up to {as_of_dt:%Y-%m-%d %H:%M}: {build.rows}")
     print(f"retrieval published at {published.at:%Y-%m-%d %H:%M}: {published.rows:,} "
           f"candidates for {published.users:,} users")  # fmt: skip

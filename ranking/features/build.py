@@ -31,14 +31,15 @@ def build_inputs(settings: Settings, as_of: datetime) -> str:
     )
 
 
-def build_all_families(settings: Settings, as_of: datetime) -> FeatureBuild:
+def build_all_families(settings: Settings, as_of: datetime, force: bool = False) -> FeatureBuild:
     """Snapshots of every family up to ``as_of``; row counts per family and the grid.
 
     When the inputs are those of the build that wrote the snapshots (:func:`build_inputs`)
-    and its files are all there, that build is returned and nothing is written."""
+    and its files are all there, that build is returned and nothing is written (unless
+    ``force``)."""
     inputs = build_inputs(settings, as_of)
     stamp = settings.features_dir / STAMP
-    if stamp.exists():
+    if stamp.exists() and not force:
         kept = json.loads(stamp.read_text())
         if kept["inputs"] == inputs and all(
             (settings.features_dir / f"{name}.parquet").exists() for name in kept["rows"]

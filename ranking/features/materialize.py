@@ -208,9 +208,12 @@ def _online_path(fs: FeatureStore) -> Path:
     return path if path.is_absolute() else Path(fs.repo_path) / path
 
 
-def materialize_newest(fs: FeatureStore, start: datetime, end: datetime) -> MaterializeReport:
+def materialize_newest(
+    fs: FeatureStore, start: datetime, end: datetime, force: bool = False
+) -> MaterializeReport:
     """Load the latest row of every entity with a snapshot in ``[start, end]`` online
-    (what ``FeatureStore.materialize(start, end)`` does), skipping unchanged views."""
+    (what ``FeatureStore.materialize(start, end)`` does), skipping unchanged views unless
+    ``force``."""
     report = MaterializeReport()
     views = [v for v in fs.list_feature_views() if v.online]
     sqlite_v3 = (getattr(fs.config.online_store, "type", None) == "sqlite"
@@ -219,7 +222,7 @@ def materialize_newest(fs: FeatureStore, start: datetime, end: datetime) -> Mate
         report.stock = [v.name for v in views]
     else:
         report.stock = [v.name for v in views if not _encodable(v)]
-        _write_sqlite(fs, [v for v in views if _encodable(v)], start, end, report)
+        _write_sqlite(fs, [v for v in views if _encodable(v)], start, end, report, force)
     provider = get_provider(fs.config)
     for view in views:
         if view.name in report.stock:
@@ -233,7 +236,7 @@ def materialize_newest(fs: FeatureStore, start: datetime, end: datetime) -> Mate
 
 def _write_sqlite(
     fs: FeatureStore, views: list[FeatureView], start: datetime, end: datetime,
-    report: MaterializeReport,
+    report: MaterializeReport, force: bool,
 ) -> None:  # fmt: skip
     offline = fs._get_provider().offline_store
     versioning = fs.config.registry.enable_online_feature_view_versioning
@@ -260,7 +263,7 @@ def _write_sqlite(
             digest = f"{name}:{_digest(table)}"
             kept = con.execute(f"SELECT digest, n FROM {_DIGESTS} WHERE view = ?", [view.name])
             count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-            if (kept.fetchone() or (None, None)) == (digest, count):
+            if (kept.fetchone() or (None, None)) == (digest, count) and not force:
                 report.unchanged.append(view.name)
                 continue
             with con:  # one transaction per view: all its rows or none

@@ -121,11 +121,13 @@ def get_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(settings.feature_repo))
 
 
-def materialize_latest(store: FeatureStore, start: datetime, end: datetime) -> MaterializeReport:
+def materialize_latest(
+    store: FeatureStore, start: datetime, end: datetime, force: bool = False
+) -> MaterializeReport:
     """Load the newest value of every entity with a snapshot in ``[start, end]`` online
     (Feast's rows, written by whole columns; a view whose rows are already there is
     skipped: :mod:`ranking.features.materialize`)."""
-    return materialize_newest(store, start, end)
+    return materialize_newest(store, start, end, force)
 
 
 def service_features(store: FeatureStore, service_name: str) -> list[str]:

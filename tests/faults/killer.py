@@ -39,10 +39,10 @@ def arm(point: str) -> None:
         _after_calls(os, "replace", 0, lambda src, dst, *a, **k: str(dst).endswith(".duckdb"))
     elif point == "features-mid-build":  # one family's file replaced, the others not
         _after_calls(Path, "replace", 1, lambda self, target: str(target).endswith(".parquet"))
-    elif point == "materialize-mid-write":  # some online rows written, not all
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    elif point == "materialize-mid-write":  # one view's online rows written, not all
+        from ranking.features import materialize
 
-        _after_calls(SqliteOnlineStore, "online_write_batch", 1)
+        _after_calls(materialize, "_rows", 1)  # encoding the second view's rows
     elif point == "register-before-ready":  # the version exists, its last tag does not
         from mlflow.tracking import MlflowClient
 

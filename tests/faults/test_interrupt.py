@@ -53,7 +53,7 @@ def _env() -> dict[str, str]:
 
 def _features(settings: Settings, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-c", "from cli import main; main()", "features",
-               "--as-of", END.isoformat(), "--home", str(settings.home)]  # fmt: skip
+               "--as-of", END.isoformat(), "--force", "--home", str(settings.home)]  # fmt: skip
     with open(log, "w") as out:
         return subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=out,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip

@@ -117,7 +117,7 @@ def test_ingest_killed_before_its_swap_leaves_the_warehouse_as_it_was(
 @pytest.mark.parametrize("point", ["features-mid-build", "materialize-mid-write"])
 def test_features_killed_midway_then_rerun(api_env, home, point: str) -> None:
     settings, champion = home
-    _killed(_ranking(api_env, settings.home, "features", "--as-of", END.isoformat(),
+    _killed(_ranking(api_env, settings.home, "features", "--as-of", END.isoformat(), "--force",
                      kill_at=point))  # fmt: skip
     _serves(settings)  # what was published before still serves
     _ok(_ranking(api_env, settings.home, "features", "--as-of", END.isoformat()))

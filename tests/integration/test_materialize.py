@@ -154,6 +154,8 @@ def test_the_fast_path_writes_feasts_rows_and_skips_what_is_there(home) -> None:
 
     again = store.materialize_latest(fs, start, end)
     assert again.written == {} and sorted(again.unchanged) == sorted(report.written)
+    forced = store.materialize_latest(fs, start, end, force=True)
+    assert forced.written == report.written and not forced.unchanged
 
     # A table emptied behind its back (or re-created by `feast apply`) is written again.
     with sqlite3.connect(settings.feast_dir / "online_store.db") as con:

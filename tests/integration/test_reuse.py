@@ -35,6 +35,8 @@ def test_an_unchanged_build_is_reused_and_any_new_input_rebuilds(home, tmp_path)
     again = build_all_families(home, END)
     assert again.reused and again.rows == first.rows and again.snapshots == first.snapshots
     assert _states(home) == written  # not one file rewritten
+    forced = build_all_families(home, END, force=True)  # `ranking features --force`
+    assert not forced.reused and forced.rows == first.rows and _states(home) != written
 
     changed = home.updated(features={"decay_half_life_days": 3.0})
     assert not build_all_families(changed, END).reused  # a setting the build reads
