@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -84,10 +85,11 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
     return settings, args.events.name
 
 
-def build_features(settings: Settings, protocol: RollingProtocol) -> Settings:
+def build_features(settings: Settings, protocol: RollingProtocol, workers: int = 1) -> Settings:
     """Settings with the derived sections; feature snapshots for every cut-off; feast apply."""
     # The protocol rolls its own cut-offs: each one's test window is one query time.
-    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1})
+    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1},
+                                training={"retrieval_workers": workers})  # fmt: skip
     ranking_home.prepare(settings)
     features.build_feature_tables(settings.warehouse_path, settings.features_dir,
                                   protocol.as_of, settings.features.snapshot_every,
@@ -237,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Training length in test windows (default: all the history "
                         "before each cut-off's validation window).")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="Processes for the training groups' retrieval (default: the "
+                        "cores; the figures do not depend on it).")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     args = parser.parse_args(argv)
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         base, name = load(args, home)
         protocol = derive_protocol(base.warehouse_path, args.cutoffs, args.eval_share,
                                    args.train_windows)  # fmt: skip
-        settings = build_features(base, protocol)
+        settings = build_features(base, protocol, args.workers)
         prep_s = time.perf_counter() - t0
         rows, queries, infos = [], [], []
         memo = store.FeatureMemo()  # one feature service, tables fixed from here on

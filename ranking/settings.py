@@ -156,6 +156,9 @@ class TrainingSettings(_Section):
     users_per_query_time: int = Field(
         default=100, description="Users sampled per query time for retrieval training groups."
     )
+    retrieval_workers: int = Field(
+        default=1, description="Processes that retrieve the training groups' candidates."
+    )
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")
     valid_window: timedelta = Field(
