@@ -117,6 +117,9 @@ class RetrievalSettings(_Section):
     embedding_budget: int = Field(default=100, description="Nearest items by ALS embeddings.")
     neighbours_budget: int = Field(default=100, description="Items nearest users took.")
     neighbours_k: int = Field(default=100, description="Most similar users (cosine) drawn from.")
+    dense_scores: bool = Field(
+        default=False, description="Popularity and embedding scores for every candidate."
+    )
     embedding_factors: int = Field(default=32, description="ALS embedding dimensions.")
     embedding_iterations: int = Field(default=10, description="ALS iterations.")
     embedding_regularization: float = Field(default=1.0, description="ALS L2 regularisation.")

@@ -14,8 +14,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ranking.retrieval.dense import embedding_affinity, popularity_of
+from ranking.retrieval.embeddings import EMBEDDING
 from ranking.retrieval.neighbours import NEIGHBOURS, neighbour_affinity
-from ranking.retrieval.sources import SOURCE_NAMES, SOURCES, prepare, source_candidates
+from ranking.retrieval.sources import POPULAR, SOURCE_NAMES, SOURCES, prepare, source_candidates
 from ranking.settings import Settings
 from ranking.warehouse import data_before_key, warehouse
 
@@ -34,8 +36,9 @@ def rank_column(source: str) -> str:
 #: How many sources proposed the item, and their reciprocal-rank fusion.
 SOURCE_COUNT, FUSED_SCORE = "retrieval_sources", "retrieval_score"
 #: What retrieval hands the ranker as features: each source's score and rank (NaN where
-#: it did not propose the item; the neighbours' score is there for every candidate, see
-#: :mod:`ranking.retrieval.neighbours`), the number of sources and the fused score. They
+#: it did not propose the item; the neighbours', popularity's and the embeddings' scores
+#: are there for every candidate, see :mod:`ranking.retrieval.neighbours` and
+#: :mod:`ranking.retrieval.dense`), the number of sources and the fused score. They
 #: are request-time features: computed by the same :func:`retrieve` offline and online.
 RETRIEVAL_FEATURES: tuple[str, ...] = (
     *(c for s in SOURCE_NAMES for c in (score_column(s), rank_column(s))),
@@ -102,6 +105,10 @@ def retrieve(
     merged = merge_sources({s.name: source_candidates(con, settings, s) for s in SOURCES})
     if settings.retrieval.neighbours_budget > 0:  # the neighbours score every candidate
         merged[score_column(NEIGHBOURS)] = neighbour_affinity(con, settings, merged)
+    if settings.retrieval.dense_scores:  # so do popularity and the embeddings, if asked
+        merged[score_column(POPULAR)] = popularity_of(con, settings, merged)
+        if settings.retrieval.embedding_budget > 0:
+            merged[score_column(EMBEDDING)] = embedding_affinity(con, settings, merged)
     if key is not None:
         with _reused_lock:
             _reused[key] = merged.copy()
