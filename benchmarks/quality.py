@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -84,10 +85,11 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
     return settings, args.events.name
 
 
-def build_features(settings: Settings, protocol: RollingProtocol) -> Settings:
+def build_features(settings: Settings, protocol: RollingProtocol, workers: int = 1) -> Settings:
     """Settings with the derived sections; feature snapshots for every cut-off; feast apply."""
     # The protocol rolls its own cut-offs: each one's test window is one query time.
-    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1})
+    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1},
+                                training={"retrieval_workers": workers})  # fmt: skip
     ranking_home.prepare(settings)
     features.build_feature_tables(settings.warehouse_path, settings.features_dir,
                                   protocol.as_of, settings.features.snapshot_every,
@@ -104,10 +106,17 @@ def long_rows(table: pd.DataFrame, **keys) -> list[dict]:
             if metric in REPORT_METRICS]  # fmt: skip
 
 
-def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
-    """Train and evaluate at one cut-off; long-format rows and facts about the cut-off."""
+def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
+               memo: store.FeatureMemo | None = None):  # fmt: skip
+    """Train and evaluate at one cut-off; long-format rows and facts about the cut-off.
+
+    ``memo`` carries the feature rows already joined at earlier cut-offs (their expanding
+    training windows share most query groups), so Feast joins only the new ones."""
     fs = store.get_store(settings)
-    frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
+    t0 = time.perf_counter()
+    frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times, memo)
+    phases = {"training_set": time.perf_counter() - t0}
+    t0 = time.perf_counter()
     fit_train, fit_valid = dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid")
     candidates_test = dataset.split_rows(frame, "test")
     full = holdout.holdout_with_features(settings, fs, times, full_catalogue=True)[0]
@@ -119,6 +128,8 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
         base_full = baselines.baseline_scores(con, settings, full, times.test_start)
         base_cand = baselines.baseline_scores(con, settings, candidates_test, times.test_start)
     base_cand[RETRIEVAL_FUSION] = candidates_test[FUSED_SCORE].astype(float)
+    phases["holdout_and_baselines"] = time.perf_counter() - t0
+    t_fit = time.perf_counter()  # (t0 times each fit below)
     rows, queries, valid_ndcg = [], [], []
     seconds, best = {m: 0.0 for m in LEARNED}, {m: [] for m in LEARNED}
     cutoff = times.test_start.date().isoformat()
@@ -140,6 +151,7 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
         on_cand = {n: only_retrieved(candidates_test, s) for n, s in (on_cand | base_cand).items()}
         table = metrics.report(candidates_test, on_cand, seed=seed)
         rows += long_rows(table, mode="candidates", cutoff=cutoff, seed=seed)
+    phases["fit_and_score"] = time.perf_counter() - t_fit
     recall = retrieval_recall(retrieved, full[full["label"] > 0])
     for source, values in recall.iterrows():
         for metric, value in values.dropna().items():
@@ -149,7 +161,7 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int):
     info = {"cutoff": cutoff, "test_queries": int(full["group_id"].nunique()),
             "train_groups": int(fit_train["group_id"].nunique()),
             "train_rows": len(fit_train), "valid_groups": int(fit_valid["group_id"].nunique()),
-            "train_s": seconds, "best_iteration": best,
+            "train_s": seconds, "best_iteration": best, "phase_s": phases,
             "xgboost_valid_ndcg": sum(valid_ndcg) / len(valid_ndcg)}  # fmt: skip
     return rows, queries, info
 
@@ -227,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Training length in test windows (default: all the history "
                         "before each cut-off's validation window).")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="Processes for the training groups' retrieval (default: the "
+                        "cores; the figures do not depend on it).")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     args = parser.parse_args(argv)
@@ -240,16 +255,19 @@ def main(argv: list[str] | None = None) -> int:
         base, name = load(args, home)
         protocol = derive_protocol(base.warehouse_path, args.cutoffs, args.eval_share,
                                    args.train_windows)  # fmt: skip
-        settings = build_features(base, protocol)
+        settings = build_features(base, protocol, args.workers)
         prep_s = time.perf_counter() - t0
         rows, queries, infos = [], [], []
+        memo = store.FeatureMemo()  # one feature service, tables fixed from here on
         for cutoff in protocol.cutoffs:
-            cut_rows, cut_queries, info = run_cutoff(settings, protocol.times(cutoff), args.seeds)
+            cut_rows, cut_queries, info = run_cutoff(settings, protocol.times(cutoff), args.seeds,
+                                                     memo)  # fmt: skip
             rows += cut_rows
             queries += cut_queries
             infos.append(info)
+            phases = ", ".join(f"{k} {v:.0f} s" for k, v in info["phase_s"].items())
             console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
-                          f"{info['train_groups']} training groups")  # fmt: skip
+                          f"{info['train_groups']} training groups; {phases}")  # fmt: skip
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -290,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     valid = [i["xgboost_valid_ndcg"] for i in infos]
     console.print(f"XGBoost validation NDCG@10 (before each cut-off, where hyper-parameters are "
                   f"chosen), mean over cut-offs: {sum(valid) / len(valid):.4f}")  # fmt: skip
+    phase_s = {k: round(sum(i["phase_s"][k] for i in infos)) for k in infos[0]["phase_s"]}
+    console.print(f"seconds by phase, all cut-offs: preparation {prep_s:.0f}, {phase_s}")
     train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in LEARNED}
     console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine_line()}")
     if args.json:

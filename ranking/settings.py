@@ -117,6 +117,9 @@ class RetrievalSettings(_Section):
     embedding_budget: int = Field(default=100, description="Nearest items by ALS embeddings.")
     neighbours_budget: int = Field(default=100, description="Items nearest users took.")
     neighbours_k: int = Field(default=100, description="Most similar users (cosine) drawn from.")
+    dense_scores: bool = Field(
+        default=False, description="Popularity and embedding scores for every candidate."
+    )
     embedding_factors: int = Field(default=32, description="ALS embedding dimensions.")
     embedding_iterations: int = Field(default=10, description="ALS iterations.")
     embedding_regularization: float = Field(default=1.0, description="ALS L2 regularisation.")
@@ -155,6 +158,9 @@ class TrainingSettings(_Section):
     )
     users_per_query_time: int = Field(
         default=100, description="Users sampled per query time for retrieval training groups."
+    )
+    retrieval_workers: int = Field(
+        default=1, description="Processes that retrieve the training groups' candidates."
     )
     negatives_popular: int = Field(default=5, description="Popular negatives per query group.")
     negatives_random: int = Field(default=5, description="Random negatives per query group.")

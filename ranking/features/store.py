@@ -136,18 +136,59 @@ def service_features(store: FeatureStore, service_name: str) -> list[str]:
     return [f.name for projection in service.feature_view_projections for f in projection.features]
 
 
+class FeatureMemo:
+    """Point-in-time feature rows already fetched, for callers that join the same (entity
+    keys, timestamp) rows again on unchanged feature tables: the rolling cut-offs of the
+    quality benchmark, whose expanding training windows share most of their query groups.
+
+    A row's features depend only on its keys, its timestamp and the feature tables, so a
+    remembered row is what Feast would return again. One memo serves one feature service
+    on one set of feature tables; the caller keeps it no longer than those.
+    """
+
+    KEYS = ("user_id", "item_id", "category", "event_timestamp", "request_timestamp_s")
+
+    def __init__(self) -> None:
+        self.rows: pd.DataFrame | None = None
+
+    def join(self, store: FeatureStore, entity_df: pd.DataFrame, service_name: str,
+             **fetch) -> pd.DataFrame:  # fmt: skip
+        """``entity_df`` with the service's features: Feast fetches only the rows this memo
+        has not seen (keys and timestamp only), the rest come from the memo."""
+        keys = list(self.KEYS)
+        wanted = entity_df[keys].drop_duplicates()
+        if self.rows is not None:
+            seen = wanted.merge(self.rows[keys], on=keys, how="left", indicator=True)
+            wanted = seen.loc[seen["_merge"] == "left_only", keys]
+        if len(wanted) or self.rows is None:
+            fetched = historical_features(store, wanted.reset_index(drop=True), service_name,
+                                          **fetch)  # fmt: skip
+            fetched = fetched.astype({"event_timestamp": entity_df["event_timestamp"].dtype})
+            both = [fetched] if self.rows is None else [self.rows, fetched]
+            self.rows = pd.concat(both, ignore_index=True)
+        rest = entity_df.drop(columns=[c for c in self.rows.columns
+                                       if c in entity_df.columns and c not in keys])  # fmt: skip
+        joined = rest.merge(self.rows, on=keys, how="left")
+        joined.index = entity_df.index
+        return joined
+
+
 def historical_features(
     store: FeatureStore,
     entity_df: pd.DataFrame,
     service_name: str,
     chunk_rows: int = 250_000,
+    memo: FeatureMemo | None = None,
 ) -> pd.DataFrame:
     """Point-in-time join of the service's features onto ``entity_df`` (Feast's job).
 
     The entity frame goes to Feast in chunks of ``chunk_rows`` and numeric features come
     back as float32 (what XGBoost uses anyway): Feast's retrieval holds several copies
-    of its result, so one call over a million rows would need gigabytes.
+    of its result, so one call over a million rows would need gigabytes. With ``memo``,
+    rows it already holds are not fetched again (see :class:`FeatureMemo`).
     """
+    if memo is not None:
+        return memo.join(store, entity_df, service_name, chunk_rows=chunk_rows)
     service = store.get_feature_service(service_name)
     names = {f.name for p in service.feature_view_projections for f in p.features}
     parts = []

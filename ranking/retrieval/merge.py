@@ -14,8 +14,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ranking.retrieval.dense import embedding_affinity, popularity_of
+from ranking.retrieval.embeddings import EMBEDDING
 from ranking.retrieval.neighbours import NEIGHBOURS, neighbour_affinity
-from ranking.retrieval.sources import SOURCE_NAMES, SOURCES, prepare, source_candidates
+from ranking.retrieval.sources import POPULAR, SOURCE_NAMES, SOURCES, prepare, source_candidates
 from ranking.settings import Settings
 from ranking.warehouse import data_before_key, warehouse
 
@@ -34,8 +36,9 @@ def rank_column(source: str) -> str:
 #: How many sources proposed the item, and their reciprocal-rank fusion.
 SOURCE_COUNT, FUSED_SCORE = "retrieval_sources", "retrieval_score"
 #: What retrieval hands the ranker as features: each source's score and rank (NaN where
-#: it did not propose the item; the neighbours' score is there for every candidate, see
-#: :mod:`ranking.retrieval.neighbours`), the number of sources and the fused score. They
+#: it did not propose the item; the neighbours', popularity's and the embeddings' scores
+#: are there for every candidate, see :mod:`ranking.retrieval.neighbours` and
+#: :mod:`ranking.retrieval.dense`), the number of sources and the fused score. They
 #: are request-time features: computed by the same :func:`retrieve` offline and online.
 RETRIEVAL_FEATURES: tuple[str, ...] = (
     *(c for s in SOURCE_NAMES for c in (score_column(s), rank_column(s))),
@@ -91,9 +94,8 @@ def retrieve(
     prepared relations (``r_*``) are then not rebuilt on ``con``."""
     users = list(dict.fromkeys(user_ids))
     key = None
-    if reuse:  # the data before ``at``, the users, and the settings that shape the sources
-        key = (data_before_key(con, at), at, tuple(users), settings.seed,
-               settings.retrieval.model_dump_json(), settings.events.model_dump_json())  # fmt: skip
+    if reuse:
+        key = _reuse_key(con, settings, users, at)
     if key is not None:
         with _reused_lock:
             if key in _reused:
@@ -103,12 +105,75 @@ def retrieve(
     merged = merge_sources({s.name: source_candidates(con, settings, s) for s in SOURCES})
     if settings.retrieval.neighbours_budget > 0:  # the neighbours score every candidate
         merged[score_column(NEIGHBOURS)] = neighbour_affinity(con, settings, merged)
+    if settings.retrieval.dense_scores:  # so do popularity and the embeddings, if asked
+        merged[score_column(POPULAR)] = popularity_of(con, settings, merged)
+        if settings.retrieval.embedding_budget > 0:
+            merged[score_column(EMBEDDING)] = embedding_affinity(con, settings, merged)
     if key is not None:
         with _reused_lock:
             _reused[key] = merged.copy()
             while sum(len(f) for f in _reused.values()) > REUSE_ROWS and len(_reused) > 1:
                 _reused.popitem(last=False)
     return merged
+
+
+def _reuse_key(con: duckdb.DuckDBPyConnection, settings: Settings, users: list[str],
+               at: datetime) -> tuple:  # fmt: skip
+    """The data before ``at``, the users, and the settings that shape the sources."""
+    return (data_before_key(con, at), at, tuple(users), settings.seed,
+            settings.retrieval.model_dump_json(), settings.events.model_dump_json())  # fmt: skip
+
+
+def _retrieve_chunk(warehouse_path: Path, settings: Settings,
+                    requests: list[tuple[datetime, list[str]]]) -> list[pd.DataFrame]:  # fmt: skip
+    """:func:`retrieve` for each (time, users), in a worker process."""
+    with warehouse(warehouse_path, read_only=True) as con:
+        return [retrieve(con, settings, users, at) for at, users in requests]
+
+
+def warm(
+    con: duckdb.DuckDBPyConnection, settings: Settings,
+    requests: list[tuple[datetime, list[str]]], workers: int,
+) -> int:  # fmt: skip
+    """Compute the retrievals of ``requests`` (time, users) that this process has not kept
+    yet in ``workers`` processes, and keep them, so that :func:`retrieve` with ``reuse``
+    returns them: the training groups of every query time, in parallel. The results are
+    the same: each retrieval depends only on the data before its time, its users and the
+    settings (a worker refits the ALS models it needs, on the same grid and seed).
+    Requests go to the workers in contiguous runs of time, so that the runs share their
+    fitted models. Returns how many retrievals were computed (none with one worker)."""
+    users = {at: list(dict.fromkeys(u)) for at, u in requests}
+    if workers <= 1 or len(users) < MIN_PARALLEL:
+        return 0
+    keys = {at: _reuse_key(con, settings, u, at) for at, u in users.items()}
+    with _reused_lock:
+        missing = sorted(at for at, key in keys.items() if key not in _reused)
+    if len(missing) < MIN_PARALLEL:
+        return 0
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    runs = np.array_split(np.arange(len(missing)), workers * 4)
+    chunks = [[(missing[i], users[missing[i]]) for i in run] for run in runs if len(run)]
+    path = Path(con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal "
+                            "ORDER BY database_oid LIMIT 1").fetchall()[0][0])  # fmt: skip
+    # spawn: the parent's DuckDB and OpenMP threads must not be forked mid-flight
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+        done = pool.map(_retrieve_chunk, [path] * len(chunks), [settings] * len(chunks),
+                        chunks)  # fmt: skip
+        found = [(at, frame) for chunk, frames in zip(chunks, done, strict=True)
+                 for (at, _), frame in zip(chunk, frames, strict=True)]  # fmt: skip
+    with _reused_lock:
+        for at, frame in found:
+            _reused[keys[at]] = frame
+        while sum(len(f) for f in _reused.values()) > REUSE_ROWS and len(_reused) > 1:
+            _reused.popitem(last=False)
+    return len(found)
+
+
+#: Fewer missing retrievals than this are not worth starting worker processes for.
+MIN_PARALLEL = 40
 
 
 def retrieve_from(

@@ -145,11 +145,13 @@ def _repeat_sql(r: RetrievalSettings) -> str:
     """
 
 
+#: The popularity backstop.
+POPULAR = "popular"
 #: Every source, in the order their columns appear.
 SOURCES: tuple[Source, ...] = (
     Source("covisit", lambda r: r.covisit_budget, _covisit_sql),
     Source("category", lambda r: r.category_budget, _category_sql),
-    Source("popular", lambda r: r.popular_budget, _popular_sql),
+    Source(POPULAR, lambda r: r.popular_budget, _popular_sql),
     Source("fresh", lambda r: r.fresh_budget, _fresh_sql),
     Source("trending", lambda r: r.trending_budget, _trending_sql),
     Source("repeat", lambda r: r.repeat_budget, _repeat_sql),

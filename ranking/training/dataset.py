@@ -20,7 +20,12 @@ import numpy as np
 import pandas as pd
 
 from ranking.errors import NoDataError
-from ranking.features.store import historical_features, service_features, service_name
+from ranking.features.store import (
+    FeatureMemo,
+    historical_features,
+    service_features,
+    service_name,
+)
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.schema import POSITIVE_SQL_LIST, SPLITS, TEST, TRAIN, UNKNOWN_CATEGORY, VALID
 from ranking.settings import Settings
@@ -343,13 +348,15 @@ def build_training_set(
     store,
     settings: Settings,
     times: SplitTimes,
+    memo: FeatureMemo | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Train / valid groups and the test holdout, features from Feast in one retrieval.
+    """Train / valid groups and the test holdout, features from Feast in one retrieval
+    (only the rows ``memo`` has not seen, when given: see :class:`FeatureMemo`).
 
     Returns (frame, feature names); ``split`` tells the parts apart.
     """
     queries = build_query_frame(warehouse_path, settings, times)
-    return with_features(store, queries, service_name(settings))
+    return with_features(store, queries, service_name(settings), memo)
 
 
 def build_query_frame(warehouse_path: Path, settings: Settings, times: SplitTimes) -> pd.DataFrame:
@@ -370,13 +377,13 @@ def build_query_frame(warehouse_path: Path, settings: Settings, times: SplitTime
 
 
 def with_features(
-    store, entities: pd.DataFrame, service_name: str
+    store, entities: pd.DataFrame, service_name: str, memo: FeatureMemo | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Feast's point-in-time join of a service's features onto an entity frame.
 
     The features are the service's, then the retrieval features the entity frame carries
     (request-time features, computed by retrieval at the group's time)."""
-    frame = historical_features(store, entities, service_name)
+    frame = historical_features(store, entities, service_name, memo=memo)
     frame = frame.sort_values(["group_id", "item_id"], ignore_index=True)
     carried = [f for f in RETRIEVAL_FEATURES if f in entities.columns]
     return frame, feature_columns(frame, [*service_features(store, service_name), *carried])

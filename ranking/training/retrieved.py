@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ranking import progress
-from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve
+from ranking.retrieval.merge import FUSED_SCORE, RETRIEVAL_FEATURES, retrieve, warm
 from ranking.schema import TRAIN, VALID
 from ranking.settings import Settings
 from ranking.times import floor_to
@@ -79,13 +79,18 @@ def retrieved_groups(
     ranker nothing). Columns: ``group_ts``, ``user_id``, ``item_id``, ``label``,
     ``sources`` and the retrieval features."""
     per_time = settings.training.users_per_query_time
-    parts = []
-    for done, (t, label_end) in enumerate(windows):
-        progress.advance("training groups (query times)", done, len(windows))
+    chosen = []
+    for t, label_end in windows:
         labels = next_labels(con, settings, t, label_end)
         users = labels["user_id"].drop_duplicates().to_numpy()
         if len(users) > per_time:
             users = np.sort(rng.choice(users, size=per_time, replace=False))
+        chosen.append((t, labels, users))
+    requests = [(t, list(users)) for t, _, users in chosen if len(users)]
+    warm(con, settings, requests, settings.training.retrieval_workers)  # in parallel
+    parts = []
+    for done, (t, labels, users) in enumerate(chosen):
+        progress.advance("training groups (query times)", done, len(windows))
         if len(users) == 0:
             continue
         found = retrieved_candidates(

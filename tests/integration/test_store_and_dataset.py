@@ -129,3 +129,20 @@ def test_online_store_serves_the_newest_snapshot(applied) -> None:
     assert online.loc[0, "user_events_all"] == user["user_events_all"]
     assert online.loc[0, "user_clicks_all"] == user["user_clicks_all"]
     assert max(build.snapshots) == END
+
+
+def test_feature_memo_joins_what_feast_joins_and_fetches_only_new_rows(applied) -> None:
+    settings, fs, _, frame, names, times = applied
+    memo = store.FeatureMemo()
+    first = frame.drop(columns=names[:3]).iloc[: len(frame) // 2]  # some rows, some features
+    memo.join(fs, first, store.service_name(settings))
+    held = len(memo.rows)
+    # The whole frame again: the first half comes from the memo, the rest from Feast.
+    again, _ = dataset.build_training_set(settings.warehouse_path, fs, settings, times, memo)
+    assert len(memo.rows) > held
+    assert len(memo.rows) == len(again[list(store.FeatureMemo.KEYS)].drop_duplicates())
+    compared = ["group_id", "user_id", "item_id", "label", *names]
+    pd.testing.assert_frame_equal(again[compared], frame[compared], check_dtype=False)
+    rows = len(memo.rows)
+    dataset.build_training_set(settings.warehouse_path, fs, settings, times, memo)
+    assert len(memo.rows) == rows  # nothing new to fetch

@@ -14,6 +14,7 @@ import pytest
 
 from ranking.home import ensure_dirs
 from ranking.ingest.contract import ingest
+from ranking.retrieval import merge
 from ranking.retrieval.embeddings import embeddings_at, fit_embeddings, refresh_time
 from ranking.retrieval.merge import rank_column, retrieve
 from ranking.retrieval.sources import SOURCES, prepare, source_candidates
@@ -247,3 +248,18 @@ def test_a_reused_retrieval_sees_an_item_withdrawn(tastes: Settings) -> None:
     after = _retrieve(tastes, ["nobody"], reuse=True)
     pd.testing.assert_frame_equal(after, _retrieve(tastes, ["nobody"]))
     assert "a3" not in set(after["item_id"])
+
+
+def test_retrievals_warmed_in_worker_processes_are_the_ones_computed_here(
+    tastes: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(merge, "MIN_PARALLEL", 1)
+    times = [AT - timedelta(days=d) for d in (9, 6, 3, 1, 0)]  # across a refresh
+    requests = [(at, ["qa", "qb", "a00", "nobody"][: 2 + k % 3]) for k, at in enumerate(times)]
+    with warehouse(tastes.warehouse_path, read_only=True) as con:
+        assert merge.warm(con, tastes, requests, workers=1) == 0  # one worker: nothing ahead
+        assert merge.warm(con, tastes, requests, workers=2) == len(requests)
+        assert merge.warm(con, tastes, requests, workers=2) == 0  # all kept already
+        for at, users in requests:
+            warmed = merge.retrieve(con, tastes, users, at, reuse=True)
+            pd.testing.assert_frame_equal(warmed, merge.retrieve(con, tastes, users, at))

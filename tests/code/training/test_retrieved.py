@@ -327,7 +327,9 @@ def test_sampled_setting_still_gives_the_session_groups(shop: Settings) -> None:
 
 
 def test_with_features_adds_the_carried_retrieval_features(monkeypatch) -> None:
-    monkeypatch.setattr(dataset, "historical_features", lambda store, e, name: e.assign(f1=1.0))
+    monkeypatch.setattr(
+        dataset, "historical_features", lambda store, e, name, **_: e.assign(f1=1.0)
+    )
     monkeypatch.setattr(dataset, "service_features", lambda store, name: ["f1"])
     entities = pd.DataFrame({"group_id": [1, 0], "item_id": ["a", "b"]})
     frame, features = dataset.with_features(None, entities, "svc")
