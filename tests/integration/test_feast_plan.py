@@ -6,18 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, timedelta
 
 import pytest
 
 from ranking.features import repo, store
-from ranking.features import snapshots as features
-from ranking.home import ensure_dirs
 from ranking.ingest import synth
-from ranking.ingest.contract import ingest
-from ranking.settings import Settings, get_settings
+from ranking.settings import Settings
 from ranking.warehouse import most_active_user
-from tests.conftest import END, NOW
+from tests.integration.homes import applied_home, newest_window
 
 #: Feast's own plan (``FeatureStore.plan`` on the parsed repo), in a child process as
 #: ``feast plan`` runs it: the repo's files are imported as top-level modules.
@@ -56,17 +52,9 @@ def plan(settings: Settings) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     """A home with features computed, `feast apply` run, and the newest snapshot online."""
-    settings = get_settings(home=tmp_path_factory.mktemp("home"))
-    ensure_dirs(settings)
-    paths = synth.write(small_data, settings.raw_dir)
-    ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
-    build = features.build_feature_tables(
-        settings.warehouse_path, settings.features_dir, END, timedelta(days=1), 7.0
-    )
-    store.apply_repo(settings)
-    start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
+    settings, build = applied_home(tmp_path_factory.mktemp("home"), small_data)
     fs = store.get_store(settings)
-    store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+    store.materialize_latest(fs, *newest_window(settings, build))
     return settings, fs
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from datetime import UTC, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -21,12 +20,8 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
 from ranking.features import materialize, store
-from ranking.features import snapshots as features
-from ranking.home import ensure_dirs
 from ranking.ingest import synth
-from ranking.ingest.contract import ingest
-from ranking.settings import get_settings
-from tests.conftest import END, NOW
+from tests.integration.homes import applied_home, newest_window
 
 VALUES = {
     ValueType.DOUBLE: [0.1, None, math.nan, -2.5, 1e300, 0.0],
@@ -89,16 +84,8 @@ def test_entity_keys_encode_as_feast_encodes_them() -> None:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     """A home with features computed and the repo applied, nothing materialized."""
-    settings = get_settings(home=tmp_path_factory.mktemp("home"))
-    ensure_dirs(settings)
-    paths = synth.write(small_data, settings.raw_dir)
-    ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
-    build = features.build_feature_tables(
-        settings.warehouse_path, settings.features_dir, END, timedelta(days=1), 7.0
-    )
-    store.apply_repo(settings)
-    start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
-    return settings, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+    settings, build = applied_home(tmp_path_factory.mktemp("home"), small_data)
+    return settings, *newest_window(settings, build)
 
 
 def _online_rows(settings) -> dict[str, list[tuple]]:

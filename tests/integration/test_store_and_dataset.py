@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ranking.features import snapshots as features
 from ranking.features import store
-from ranking.home import ensure_dirs
 from ranking.ingest import synth
-from ranking.ingest.contract import ingest
-from ranking.settings import Settings, get_settings
+from ranking.settings import Settings
 from ranking.training import dataset
 from ranking.warehouse import warehouse
-from tests.conftest import END, NOW
+from tests.conftest import END
+from tests.integration.homes import applied_home, newest_window
 
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     """A home with events ingested, features computed, `feast apply` run, materialized."""
-    home = tmp_path_factory.mktemp("home")
-    settings = get_settings(home=home, training={"valid_window": "P5D", "test_window": "P5D"})
-    ensure_dirs(settings)
-    paths = synth.write(small_data, settings.raw_dir)
-    ingest(settings.warehouse_path, paths["events"], settings.event_types, NOW, paths["items"])
-    build = features.build_feature_tables(
-        settings.warehouse_path, settings.features_dir, END, timedelta(days=1), 7.0
+    settings, build = applied_home(
+        tmp_path_factory.mktemp("home"),
+        small_data,
+        training={"valid_window": "P5D", "test_window": "P5D"},
     )
-    store.apply_repo(settings)
     fs = store.get_store(settings)
-    start, end = store.materialize_window(build.snapshots, settings.features.snapshot_every)
-    store.materialize_latest(fs, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+    store.materialize_latest(fs, *newest_window(settings, build))
     times = dataset.split_times(min(build.snapshots), END, timedelta(days=5), timedelta(days=5))
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times)
     return settings, fs, build, frame, names, times
