@@ -4,6 +4,7 @@ snapshot grid (what the scheduled features flow runs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 
@@ -24,7 +25,7 @@ def build_inputs(settings: Settings, as_of: datetime) -> str:
     )
     return digest(
         warehouse_digest(settings.warehouse_path),
-        [(p.name, p.read_bytes().hex()) for p in definitions if p.is_file()],
+        [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in definitions if p.is_file()],
         settings.features.model_dump(mode="json"),
         as_of,
         code_digest(),
