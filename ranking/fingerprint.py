@@ -21,13 +21,24 @@ _PACKAGE = Path(__file__).resolve().parent
 
 def warehouse_digest(warehouse_path: Path) -> str:
     """The content of the events and items tables: their row counts and an
-    order-independent hash of every row (DuckDB's ``hash`` of the row, xor-folded)."""
-    with warehouse(warehouse_path, read_only=True) as con:
+    order-independent hash of every row (DuckDB's ``hash`` of the row, xor-folded).
+
+    Kept per state of the warehouse's files (the loop's features and training steps both
+    ask, and a scan reads every event): a load or a write changes the file or its log."""
+    path = Path(warehouse_path)
+    key = (str(path.resolve()), *files_state([path, path.with_name(path.name + ".wal")]))
+    if _digests.get("key") == key:
+        return _digests["value"]
+    with warehouse(path, read_only=True) as con:
         parts = [
             con.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {table} t").fetchall()[0]
             for table in ("events", "items")
         ]
-    return digest(parts)
+    _digests.update(key=key, value=digest(parts))
+    return _digests["value"]
+
+
+_digests: dict[str, object] = {}  # the last warehouse measured: one is all a process needs
 
 
 def files_state(paths: list[Path]) -> list[tuple]:
