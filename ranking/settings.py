@@ -193,12 +193,8 @@ class TrainingSettings(_Section):
 class EvaluationSettings(_Section):
     """The test holdout's candidates and the user segments of the reports."""
 
-    negatives_popular: int = Field(
-        default=5, description="Popular negatives per test query (sampled candidates only)."
-    )
-    negatives_random: int = Field(
-        default=5, description="Random negatives per test query (sampled candidates only)."
-    )
+    negatives_popular: int = Field(5, description="Popular negatives per test query (sampled).")
+    negatives_random: int = Field(5, description="Random negatives per test query (sampled).")
     test_cutoffs: int = Field(
         default=4,
         ge=1,
@@ -206,6 +202,8 @@ class EvaluationSettings(_Section):
         "next): on a log where few users return, one cut-off leaves too few test queries "
         "for the gate to judge.",
     )
+    test_users_per_cutoff: int = Field(1000, ge=1, description="Returning users tested at each "
+                                       "cut-off, at most (a seeded sample beyond).")  # fmt: skip
     segment_light_min: int = Field(
         default=10, description="Events before the cut-off from which a user is 'light', not 'new'."
     )

@@ -93,38 +93,54 @@ def _category_sql(r: RetrievalSettings) -> str:
     """
 
 
-def _popular_sql(r: RetrievalSettings) -> str:
+def _for_every_user(items_sql: str, budget: int) -> str:
+    """``items_sql`` (item_id, score), the same list for every query user. Only its best
+    ``budget`` + ``r_seen_most`` items are crossed with the users: a user loses at most
+    that many to what they consumed, so each user's top ``budget`` is exactly the one the
+    whole list gives (scores rounded and ties broken as :func:`source_candidates` does),
+    at a fraction of the rows."""
     return f"""
-    SELECT u.user_id, p.item_id, p.score
+    SELECT u.user_id, t.item_id, t.score
     FROM r_users u CROSS JOIN (
+        SELECT item_id, score FROM ({items_sql}) SEMI JOIN r_catalogue USING (item_id)
+        WHERE score::FLOAT::DOUBLE > 0
+        QUALIFY row_number() OVER (ORDER BY score::FLOAT::DOUBLE DESC, item_id)
+                <= {int(budget)} + (SELECT most FROM r_seen_most)
+    ) t
+    """
+
+
+def _popular_sql(r: RetrievalSettings) -> str:
+    return _for_every_user(
+        f"""
         SELECT item_id, sum(pow(0.5, age_days / {float(r.half_life_days)})) AS score
         FROM r_pos WHERE age_days <= {float(r.window_days)}
         GROUP BY item_id
-    ) p
-    """
+        """,
+        r.popular_budget,
+    )
 
 
 def _fresh_sql(r: RetrievalSettings) -> str:
     # New in the catalogue: the newest first, what users already like first among equals.
-    return f"""
-    SELECT u.user_id, f.item_id, f.score
-    FROM r_users u CROSS JOIN (
+    return _for_every_user(
+        f"""
         SELECT c.item_id,
                coalesce(p.n, 0) + 1.0 / (1.0 + (epoch(r_at.at) - epoch(c.created_at)) / 86400.0)
                    AS score
         FROM r_catalogue c CROSS JOIN r_at
         LEFT JOIN (SELECT item_id, count(*) AS n FROM r_pos GROUP BY item_id) p USING (item_id)
         WHERE c.created_at >= r_at.at - INTERVAL '{int(r.fresh_days * 86400)} seconds'
-    ) f
-    """
+        """,
+        r.fresh_budget,
+    )
 
 
 def _trending_sql(r: RetrievalSettings) -> str:
     # Growth: the last 3 days' rate over the rate of the rest of the window (smoothed).
     window = float(r.window_days)
-    return f"""
-    SELECT u.user_id, t.item_id, t.score
-    FROM r_users u CROSS JOIN (
+    return _for_every_user(
+        f"""
         SELECT item_id,
                (count(*) FILTER (WHERE age_days <= 3) / 3.0)
                  / (count(*) FILTER (WHERE age_days > 3) / {window - 3.0} + {1.0 / window})
@@ -132,8 +148,9 @@ def _trending_sql(r: RetrievalSettings) -> str:
         FROM r_pos WHERE age_days <= {window}
         GROUP BY item_id
         HAVING count(*) FILTER (WHERE age_days <= 3) >= 2
-    ) t
-    """
+        """,
+        r.trending_budget,
+    )
 
 
 def _repeat_sql(r: RetrievalSettings) -> str:

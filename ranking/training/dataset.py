@@ -291,6 +291,12 @@ def holdout_at(
     users = test.drop_duplicates("user_id")[["user_id", "user_history_events"]].reset_index(
         drop=True
     )
+    if len(users) > settings.evaluation.test_users_per_cutoff:  # a seeded sample, per cut-off
+        rng = np.random.default_rng([settings.seed, int(cutoff.timestamp())])
+        cap = settings.evaluation.test_users_per_cutoff
+        kept = np.sort(rng.choice(len(users), size=cap, replace=False))
+        users = users.iloc[kept].reset_index(drop=True)
+        test = test[test["user_id"].isin(users["user_id"])]
     users["group_id"] = np.arange(first_group_id, first_group_id + len(users))
     test = test.merge(users[["user_id", "group_id"]], on="user_id")
     test["group_ts"] = pd.Timestamp(cutoff)

@@ -143,6 +143,20 @@ def test_a_budget_caps_each_source(shop: Settings) -> None:
     assert len(_items(_source(small, "popular"))) == 2
 
 
+@pytest.mark.parametrize("name", ["popular", "fresh"])
+def test_a_list_shared_by_every_user_loses_nothing_to_what_a_user_consumed(
+    shop: Settings, name: str
+) -> None:
+    shop = shop.updated(retrieval={"fresh_days": 1000})  # every item fresh, the taken first
+    # u3 consumed i5 and i6, the two most popular items: with a budget of 2 it still gets
+    # two items, the first two of its own full list (the shared list is cut past the
+    # budget plus the most items any user consumed, never short of a user's budget).
+    key = f"{name}_budget"
+    full = _items(_source(shop.updated(retrieval={key: 100}), name, users=("u3",)), "u3")
+    two = _items(_source(shop.updated(retrieval={key: 2}), name, users=("u3", "u9")), "u3")
+    assert len(full) > 2 and two == full[:2] and not {"i5", "i6"} & set(two)
+
+
 def test_merge_keeps_each_item_once_with_its_sources(shop: Settings) -> None:
     # Every source on, the embedding one included: each item once, naming exactly the
     # sources that proposed it, with the rank each gave it.

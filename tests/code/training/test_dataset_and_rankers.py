@@ -112,6 +112,20 @@ def test_queries_are_returning_users_with_a_relevant_event_after_the_cutoff(smal
     assert history.to_dict() == {"ua": 1, "ud": 2}
 
 
+def test_a_cutoff_tests_at_most_its_cap_of_users_a_seeded_sample(small) -> None:
+    everyone = _labels(_holdout(small))
+    capped = small.updated(evaluation={"test_users_per_cutoff": 1})
+    frame = _holdout(capped, first_group_id=3)
+    assert frame["user_id"].nunique() == 1 and set(frame["group_id"]) == {3}
+    user = frame["user_id"].iloc[0]
+    # The kept user keeps every label it had; the same seed keeps the same user.
+    assert _labels(frame) == {k: v for k, v in everyone.items() if k[0] == user}
+    assert set(_holdout(capped)["user_id"]) == {user}
+    others = {u for seed in range(8)
+              for u in _holdout(capped.updated(seed=seed))["user_id"]}  # fmt: skip
+    assert others == {"ua", "ud"}  # a sample, not the first user by id
+
+
 @pytest.mark.parametrize("full_catalogue", [False, True])
 def test_one_group_per_user_stamped_at_the_cutoff(small, full_catalogue: bool) -> None:
     frame = _holdout(small, full_catalogue=full_catalogue, first_group_id=7)
