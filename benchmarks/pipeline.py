@@ -1,13 +1,17 @@
 """Time and peak memory of each stage of the loop at N generated events.
 
-    python benchmarks/pipeline.py --events 1000000 [--json out.json] [--home DIR]
+    python benchmarks/pipeline.py --events 1000000 [--anchors] [--json out.json] [--home DIR]
 
 Stages run through the library (the same functions the Prefect flows call) in one
 process, on a fresh home folder, so each figure is the stage's own cost without the
 orchestrator's. Peak RSS is sampled every 20 ms from /proc for this process plus its
 children (``feast apply`` runs as a child), and the process-lifetime maximum from
-getrusage is printed beside it. Targets from issue 2 at 1M events on 2 cores: ingest +
-features <= 30 s, whole pipeline <= 3 min, peak RSS <= 3 GB.
+getrusage is printed beside it. With ``--anchors`` each stage that has one is followed,
+in the same process, by its hand-written anchor (``anchors.py``: the least work the
+stage's engine needs for the same rows) and the table shows the ratio; anchors count in
+neither the total nor the peak. Targets at 1M events on 2 cores: ingest + features <=
+30 s, whole pipeline <= 3 min, peak RSS <= 3 GB; issue 14's ratios: features <= 10x,
+point-in-time <= 2x, materialize >= 100k entity rows/s.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from machine_info import machine, machine_line  # beside this script
+import anchors  # beside this script
+from machine_info import machine, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -81,34 +86,15 @@ class StageResult:
     rows: int
     rows_per_s: float
     peak_rss_mb: float
+    anchor_seconds: float | None = None
+    anchor_peak_rss_mb: float | None = None
+
+    @property
+    def anchor_ratio(self) -> float | None:
+        return self.seconds / self.anchor_seconds if self.anchor_seconds else None
 
 
-def asof_features(features_dir: Path, queries) -> object:
-    """Every family's features for each query row, the latest snapshot at or before the
-    row's time within the family's ttl: what Feast's point-in-time join returns, as one
-    DuckDB ASOF JOIN per family (the anchor Feast's retrieval is judged by)."""
-    import duckdb
-
-    from ranking.features import families
-
-    con = duckdb.connect()
-    keys = sorted({k for f in families.FAMILIES for k in f.entity_keys})
-    con.register("queries_df", queries[["group_id", *keys, "event_timestamp"]])
-    con.execute("CREATE TABLE q AS SELECT row_number() OVER () AS row_id, * FROM queries_df")
-    selects, joins = [], []
-    for n, family in enumerate(families.FAMILIES):
-        on = " AND ".join(f"q.{k} = f{n}.{k}" for k in family.entity_keys)
-        ttl = f"INTERVAL {int(family.ttl.total_seconds())} SECOND"
-        joins.append(f"ASOF LEFT JOIN read_parquet('{family.parquet_path(features_dir)}') f{n} "
-                     f"ON {on} AND q.event_timestamp >= f{n}.event_timestamp")  # fmt: skip
-        selects += [f"CASE WHEN f{n}.event_timestamp >= q.event_timestamp - {ttl} "
-                    f"THEN f{n}.{c} END AS {c}" for c in family.feature_names]  # fmt: skip
-    sql = (f"SELECT q.group_id, q.item_id, {', '.join(selects)} FROM q {' '.join(joins)} "
-           "ORDER BY q.row_id")  # fmt: skip
-    return con.execute(sql).df()
-
-
-def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
+def run(events: int, days: int, home: Path, seed: int, with_anchors: bool) -> list[StageResult]:
     import duckdb
 
     from ranking import home as ranking_home
@@ -126,13 +112,19 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
     results: list[StageResult] = []
     state: dict[str, object] = {}
 
-    def stage(name: str, fn: Callable[[], int]) -> None:
+    def measure(fn: Callable[[], int]) -> tuple[float, int, float]:
         with PeakRss() as rss:
             t0 = time.perf_counter()
             rows = fn()
             seconds = time.perf_counter() - t0
-        results.append(StageResult(name, seconds, rows, rows / seconds if seconds else 0.0,
-                                   rss.peak / 2**20))  # fmt: skip
+        return seconds, rows, rss.peak / 2**20
+
+    def stage(name: str, fn: Callable[[], int], anchor: Callable[[], int] | None) -> None:
+        seconds, rows, peak = measure(fn)
+        result = StageResult(name, seconds, rows, rows / seconds if seconds else 0.0, peak)
+        if anchor is not None and with_anchors:
+            result.anchor_seconds, _, result.anchor_peak_rss_mb = measure(anchor)
+        results.append(result)
 
     def generate() -> int:
         data = synth.generate(synth.SynthConfig(events=events, days=days, end=end, seed=seed))
@@ -177,7 +169,7 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
                                           stop.replace(tzinfo=UTC))  # fmt: skip
         return sum(report.written.values())
 
-    def materialize_stock() -> int:  # the anchor: Feast's own path, same rows
+    def materialize_stock() -> int:  # Feast's own path, same rows
         start, stop = store.materialize_window(state["build"].snapshots, cadence)
         with sqlite3.connect(settings.feast_dir / "online_store.db") as con:
             for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
@@ -185,6 +177,12 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
         state["store"].materialize(start_date=start.replace(tzinfo=UTC),
                                    end_date=stop.replace(tzinfo=UTC))  # fmt: skip
         return state["materialized"]
+
+    def materialize_anchor() -> int:
+        start, stop = store.materialize_window(state["build"].snapshots, cadence)
+        files = [f.parquet_path(settings.features_dir) for f in families.FAMILIES]
+        return anchors.materialize_anchor(files, start.replace(tzinfo=UTC),
+                                          stop.replace(tzinfo=UTC))  # fmt: skip
 
     def training_groups() -> int:
         first = min(state["build"].snapshots)
@@ -200,8 +198,9 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
         return len(frame)
 
     def point_in_time_anchor() -> int:  # the same join by hand: one ASOF JOIN per family
-        state["asof"] = asof_features(settings.features_dir, state["queries"])
-        return len(state["asof"])
+        asof = anchors.asof_features(settings.features_dir, state["queries"])
+        state["pit_differences"] = anchors.pit_differences(state["frame"], asof)
+        return len(asof)
 
     def fit() -> int:
         frame = state["frame"]
@@ -211,32 +210,34 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
         state["trained"] = trained
         return int((frame["split"] == "train").sum())
 
-    for name, fn in [("generate", generate), ("ingest", load), ("features", compute),
-                     ("feast apply", apply), ("materialize", materialize),
-                     ("materialize, unchanged", materialize_unchanged),
-                     ("materialize, Feast's own (anchor)", materialize_stock),
-                     ("training groups (retrieval at each query time)", training_groups),
-                     ("point-in-time features (Feast)", point_in_time),
-                     ("point-in-time, DuckDB ASOF JOIN (anchor)", point_in_time_anchor),
-                     ("train", fit)]:  # fmt: skip
-        stage(name, fn)
-    print(f"point-in-time values where the ASOF JOIN and Feast differ: "
-          f"{pit_differences(state['frame'], state['asof'])}")  # fmt: skip
+    def fit_anchor() -> int:
+        frame = state["frame"]
+        return anchors.train_anchor(frame[frame["split"] == "train"], state["names"],
+                                    state["trained"].model)  # fmt: skip
+
+    def ingest_anchor() -> int:
+        return anchors.ingest_anchor(state["paths"]["events"] / "events.parquet")
+
+    def features_anchor() -> int:
+        return anchors.features_anchor(settings.warehouse_path, end, cadence.total_seconds())
+
+    for name, fn, anchor in [
+        ("generate", generate, None),
+        ("ingest", load, ingest_anchor),
+        ("features", compute, features_anchor),
+        ("feast apply", apply, None),
+        ("materialize (entity rows, newest snapshot)", materialize, materialize_anchor),
+        ("materialize, unchanged", materialize_unchanged, None),
+        ("materialize, Feast's own path", materialize_stock, None),
+        ("training groups (retrieval at each query time)", training_groups, None),
+        ("point-in-time features (Feast)", point_in_time, point_in_time_anchor),
+        ("train", fit, fit_anchor),
+    ]:
+        stage(name, fn, anchor)
+    if with_anchors:
+        print(f"point-in-time values where the ASOF JOIN and Feast differ: "
+              f"{state['pit_differences']}")  # fmt: skip
     return results
-
-
-def pit_differences(feast_frame, asof_frame) -> str:
-    """How many feature values of the anchor differ from Feast's (float32, NaN = NaN)."""
-    import numpy as np
-
-    keys = ["group_id", "item_id"]
-    a = feast_frame.sort_values(keys, ignore_index=True)
-    b = asof_frame.sort_values(keys, ignore_index=True)
-    columns = [c for c in b.columns if c not in keys]
-    x = a[columns].to_numpy(dtype=np.float32)
-    y = b[columns].to_numpy(dtype=np.float32)
-    differ = ~((x == y) | (np.isnan(x) & np.isnan(y)))
-    return f"{int(differ.sum()):,} of {differ.size:,}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--anchors", action="store_true",
+                        help="Time each stage's hand-written anchor too (anchors.py).")  # fmt: skip
     args = parser.parse_args(argv)
     from cli.common import quiet_libraries
 
@@ -255,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--home {home} is not empty: the benchmark needs a fresh home")
     try:
         t0 = time.perf_counter()
-        results = run(args.events, args.days, home, args.seed)
-        total = time.perf_counter() - t0
+        results = run(args.events, args.days, home, args.seed, args.anchors)
+        total = time.perf_counter() - t0 - sum(r.anchor_seconds or 0.0 for r in results)
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -266,13 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     peak_mb = max(r.peak_rss_mb for r in results)
     info = machine()
 
-    console = Console()
+    console = Console(width=130)  # a table as wide as its columns when piped to a file
     table = Table(title=f"Pipeline at {args.events:,} events over {args.days} days")
-    for col in ("stage", "seconds", "rows", "rows/s", "peak RSS MB"):
+    for col in ("stage", "seconds", "rows", "rows/s", "peak RSS MB", "anchor s", "x anchor"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for r in results:
         table.add_row(r.stage, f"{r.seconds:.1f}", f"{r.rows:,}", f"{r.rows_per_s:,.0f}",
-                      f"{r.peak_rss_mb:,.0f}")  # fmt: skip
+                      f"{r.peak_rss_mb:,.0f}",
+                      "" if r.anchor_seconds is None else f"{r.anchor_seconds:.1f}",
+                      "" if r.anchor_ratio is None else f"{r.anchor_ratio:.1f}")  # fmt: skip
     table.add_row("total", f"{total:.1f}", "", "", f"{peak_mb:,.0f}")
     console.print(table)
     console.print(f"machine: {machine_line()}")
@@ -281,6 +286,17 @@ def main(argv: list[str] | None = None) -> int:
         "whole pipeline <= 180 s": (total, total <= 180),
         "peak RSS <= 3072 MB": (peak_mb, peak_mb <= 3072),
     }
+    if args.anchors:
+        ratio = {r.stage.split(" (")[0]: r.anchor_ratio for r in results}
+        rate = by_stage["materialize (entity rows, newest snapshot)"].rows_per_s
+        checks |= {
+            "features <= 10x its anchor": (ratio["features"], ratio["features"] <= 10),
+            "point-in-time <= 2x its anchor": (ratio["point-in-time features"],
+                                               ratio["point-in-time features"] <= 2),
+            "materialize >= 100k entity rows/s": (rate, rate >= 100_000),
+            "materialize, unchanged: 0 rows": (by_stage["materialize, unchanged"].rows,
+                                               by_stage["materialize, unchanged"].rows == 0),
+        }  # fmt: skip
     for name, (value, ok) in checks.items():
         console.print(f"{'PASS' if ok else 'MISS'}  {name}: {value:,.1f}")
     console.print(f"process lifetime max RSS (getrusage): {lifetime_peak_mb:,.0f} MB")
@@ -288,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "events": args.events, "days": args.days, "machine": info,
-            "stages": [asdict(r) for r in results], "total_seconds": total,
+            "stages": [asdict(r) | {"anchor_ratio": r.anchor_ratio} for r in results],
+            "total_seconds": total,
             "ingest_plus_features_seconds": ingest_features, "peak_rss_mb": peak_mb,
             "targets_met": {k: ok for k, (_, ok) in checks.items()},
         }, indent=2))  # fmt: skip

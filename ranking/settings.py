@@ -202,7 +202,7 @@ class EvaluationSettings(_Section):
         "next): on a log where few users return, one cut-off leaves too few test queries "
         "for the gate to judge.",
     )
-    test_users_per_cutoff: int = Field(1000, ge=1, description="Returning users tested at each "
+    test_users_per_cutoff: int = Field(500, ge=1, description="Returning users tested at each "
                                        "cut-off, at most (a seeded sample beyond).")  # fmt: skip
     segment_light_min: int = Field(
         default=10, description="Events before the cut-off from which a user is 'light', not 'new'."

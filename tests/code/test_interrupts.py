@@ -13,13 +13,19 @@ from ranking.errors import interrupted_query
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_raises_keyboard_interrupt_and_is_remembered(signum: int) -> None:
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), stopping_on_signals() as interruption:
-        os.kill(os.getpid(), signum)
-        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: handlers run
-    assert interruption.signum == signum
-    assert interruption.exit_code == 128 + signum
-    assert signal.getsignal(signal.SIGTERM) is before  # put back after the block
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal stays
+    # ignored (nohup's contract): the test gives this process a handler first.
+    ignored = signal.signal(signum, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt), stopping_on_signals() as interruption:
+            os.kill(os.getpid(), signum)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a bytecode boundary: handlers run
+        assert interruption.signum == signum
+        assert interruption.exit_code == 128 + signum
+        assert signal.getsignal(signal.SIGTERM) is before  # put back after the block
+    finally:
+        signal.signal(signum, ignored)
 
 
 def test_a_signal_another_handler_took_is_still_seen() -> None:
