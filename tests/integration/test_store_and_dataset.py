@@ -139,3 +139,27 @@ def test_feature_memo_joins_what_feast_joins_and_fetches_only_new_rows(applied) 
     rows = len(memo.rows)
     dataset.build_training_set(settings.warehouse_path, fs, settings, times, memo)
     assert len(memo.rows) == rows  # nothing new to fetch
+
+
+def test_joining_distinct_keys_equals_feasts_join_of_every_row(applied) -> None:
+    """Feast joins each view group on the distinct (keys, timestamp) rows and the values
+    are broadcast back: the frame equals Feast's own join of the whole entity frame."""
+    settings, fs, _, frame, names, _ = applied
+    entities = frame.drop(columns=names).iloc[::3].reset_index(drop=True)
+    assert entities.duplicated(["user_id", "event_timestamp"]).any()  # broadcasting happens
+    ours = store.historical_features(fs, entities, store.service_name(settings), chunk_rows=500)
+    service = fs.get_feature_service(store.service_name(settings))
+    feasts = fs.get_historical_features(entity_df=entities, features=service).to_df()
+    feasts = feasts.astype({"event_timestamp": entities["event_timestamp"].dtype})
+    keys = ["group_id", "item_id"]
+    ours = ours.sort_values(keys, ignore_index=True)
+    feasts = feasts.sort_values(keys, ignore_index=True)[list(ours.columns)]
+    assert list(ours.columns) == list(feasts.columns) and len(ours) == len(entities)
+    feature_names = [n for n in names if n in ours.columns]
+    assert len(feature_names) > 30
+    rows = ["group_id", "user_id", "item_id", "category", "event_timestamp", "label"]
+    pd.testing.assert_frame_equal(ours[rows], feasts[rows], check_dtype=False)
+    x = ours[feature_names].to_numpy(dtype=np.float32)
+    y = feasts[feature_names].to_numpy(dtype=np.float32)
+    assert np.array_equal(x, y, equal_nan=True)
+    assert ours[feature_names].dtypes.eq(np.float32).all()
