@@ -1,6 +1,8 @@
 """Time and peak memory of each stage of the loop at N generated events.
 
     python benchmarks/pipeline.py --events 1000000 [--json out.json] [--home DIR]
+        [--profile shared]   # Redis, PostgreSQL: infra/services.sh up first
+        [--no-training]      # stop after materialize (the online store's figures)
 
 Stages run through the library (the same functions the Prefect flows call) in one
 process, on a fresh home folder, so each figure is the stage's own cost without the
@@ -108,7 +110,8 @@ def asof_features(features_dir: Path, queries) -> object:
     return con.execute(sql).df()
 
 
-def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
+def run(events: int, days: int, home: Path, seed: int, profile: str = "embedded",
+        training: bool = True) -> list[StageResult]:  # fmt: skip
     import duckdb
 
     from ranking import home as ranking_home
@@ -120,7 +123,7 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
     from ranking.training import dataset
     from ranking.training import rankers as train
 
-    settings = ranking_home.prepare(get_settings(home=home))
+    settings = ranking_home.prepare(get_settings(home=home, profile=profile))
     cadence = settings.features.snapshot_every
     end = datetime(2026, 3, 1)  # fixed: the benchmark never reads the clock for data
     results: list[StageResult] = []
@@ -211,17 +214,20 @@ def run(events: int, days: int, home: Path, seed: int) -> list[StageResult]:
         state["trained"] = trained
         return int((frame["split"] == "train").sum())
 
+    # The anchor rewrites SQLite's tables; on Redis, "materialize" is Feast's own path.
+    anchor = [("materialize, Feast's own (anchor)", materialize_stock)]
     for name, fn in [("generate", generate), ("ingest", load), ("features", compute),
                      ("feast apply", apply), ("materialize", materialize),
                      ("materialize, unchanged", materialize_unchanged),
-                     ("materialize, Feast's own (anchor)", materialize_stock),
-                     ("training groups (retrieval at each query time)", training_groups),
-                     ("point-in-time features (Feast)", point_in_time),
-                     ("point-in-time, DuckDB ASOF JOIN (anchor)", point_in_time_anchor),
-                     ("train", fit)]:  # fmt: skip
+                     *(anchor if profile == "embedded" else []),
+                     *([("training groups (retrieval at each query time)", training_groups),
+                        ("point-in-time features (Feast)", point_in_time),
+                        ("point-in-time, DuckDB ASOF JOIN (anchor)", point_in_time_anchor),
+                        ("train", fit)] if training else [])]:  # fmt: skip
         stage(name, fn)
-    print(f"point-in-time values where the ASOF JOIN and Feast differ: "
-          f"{pit_differences(state['frame'], state['asof'])}")  # fmt: skip
+    if training:
+        print(f"point-in-time values where the ASOF JOIN and Feast differ: "
+              f"{pit_differences(state['frame'], state['asof'])}")  # fmt: skip
     return results
 
 
@@ -246,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--profile", choices=["embedded", "shared"], default="embedded",
+                        help="shared: Feast online on Redis, registry in PostgreSQL "
+                        "(RANKING_SERVICES__* ports, infra/services.sh up first).")  # fmt: skip
+    parser.add_argument("--no-training", action="store_true",
+                        help="Stop after materialize (the online store's figures).")  # fmt: skip
     args = parser.parse_args(argv)
     from cli.common import quiet_libraries
 
@@ -255,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--home {home} is not empty: the benchmark needs a fresh home")
     try:
         t0 = time.perf_counter()
-        results = run(args.events, args.days, home, args.seed)
+        results = run(args.events, args.days, home, args.seed, args.profile,
+                      not args.no_training)  # fmt: skip
         total = time.perf_counter() - t0
     finally:
         if args.home is None:
@@ -267,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
 
     console = Console()
-    table = Table(title=f"Pipeline at {args.events:,} events over {args.days} days")
+    table = Table(
+        title=f"Pipeline at {args.events:,} events over {args.days} days, profile {args.profile}"
+    )
     for col in ("stage", "seconds", "rows", "rows/s", "peak RSS MB"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for r in results:
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "events": args.events, "days": args.days, "machine": info,
+            "events": args.events, "days": args.days, "profile": args.profile, "machine": info,
             "stages": [asdict(r) for r in results], "total_seconds": total,
             "ingest_plus_features_seconds": ingest_features, "peak_rss_mb": peak_mb,
             "targets_met": {k: ok for k, (_, ok) in checks.items()},
