@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ranking.services import ServicesSettings
 
@@ -81,3 +82,13 @@ def services() -> Iterator[Services]:
         down = found.script("down")
         shutil.rmtree(folder, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="module")
+def shared_env(services: Services) -> Iterator[None]:
+    """RANKING_PROFILE=shared and the services' ports, and Prefect on their server."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in services.env.items():
+            patch.setenv(name, value)
+        with temporary_settings({PREFECT_API_URL: services.config.prefect_api_url}):
+            yield

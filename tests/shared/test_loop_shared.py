@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from fastapi.testclient import TestClient
 from feast.infra.online_stores.helpers import _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from cli.serving import rank_with_champion
 from flows.loop import ranking_loop
@@ -37,16 +35,6 @@ from tests.conftest import END, NOW, fitted
 from tests.shared.conftest import Services
 
 pytestmark = pytest.mark.shared
-
-
-@pytest.fixture(scope="module")
-def shared_env(services: Services) -> Iterator[None]:
-    """RANKING_PROFILE=shared and the services' ports, and Prefect on their server."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in services.env.items():
-            patch.setenv(name, value)
-        with temporary_settings({PREFECT_API_URL: services.config.prefect_api_url}):
-            yield
 
 
 @pytest.fixture(scope="module")
