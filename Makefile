@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow test-faults test-services lint format bench bench-quality bench-retrieval bench-drift lock clean venv
+.PHONY: demo test test-slow test-faults test-services test-shared lint format bench bench-quality bench-retrieval bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test-faults: $(STAMP)
 # prefect server start, a process work pool, prefect deploy --all, a worker, one run.
 test-services: $(STAMP)
 	$(BIN)/pytest -m services -s tests/services
+
+# The shared profile on real services: infra/services.sh starts Redis, PostgreSQL and a
+# Prefect server on free ports in a throwaway folder, the e2e loop runs on them, then
+# they stop (skipped, saying why, without redis-server or PostgreSQL's binaries).
+test-shared: $(STAMP)
+	$(BIN)/pytest -m shared -s tests/shared
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ import typer
 from cli.common import HomeOption, console, now, print_profile, settings_for
 from cli.progress import progress_bars
 from cli.serving import print_ranked, rank_with_champion
+from ranking import backends
 from ranking.ingest.profile import default_as_of
 from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
 from ranking.settings import Settings
@@ -60,6 +61,9 @@ def ui_commands(settings: Settings, ports: dict[str, int] | None = None) -> dict
     venv_bin = Path(sys.executable).parent
     port = UI_PORTS | (ports or {})
     host = "127.0.0.1"
+    feast_env = backends.feast_env(settings)
+    if backends.is_shared(settings):  # Feast's CLI reads this variable like its -f
+        feast_env["FEAST_FS_YAML_FILE_PATH"] = str(backends.feast_yaml(settings))
     commands = {
         "Prefect": UiCommand(
             [f"{venv_bin}/prefect", "server", "start", "--host", host,
@@ -68,10 +72,12 @@ def ui_commands(settings: Settings, ports: dict[str, int] | None = None) -> dict
             f"http://{host}:{port['Prefect']}/"),
         "Feast": UiCommand(
             [f"{venv_bin}/feast", "ui", "--host", host, "--port", str(port["Feast"])],
-            {"RANKING_HOME": str(settings.home)}, settings.feature_repo,
+            feast_env, settings.feature_repo,
             f"http://{host}:{port['Feast']}/"),
     }  # fmt: skip
-    if not settings.publishing.mlflow_uri:  # a tracking server has its own UI
+    if backends.prefect_api_url(settings):  # the shared server has its UI
+        del commands["Prefect"]
+    if not settings.mlflow_tracking_uri.startswith("http"):  # a server has its own UI
         commands["MLflow"] = UiCommand(
             [f"{venv_bin}/mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri,
              "--host", host, "--port", str(port["MLflow"])],
@@ -85,8 +91,10 @@ def ui(home: Path = HomeOption) -> None:
     settings = settings_for(home)
     for name, command in ui_commands(settings).items():
         console.print(f"[bold]{name}:[/] {command.shell()}", soft_wrap=True)
-    if settings.publishing.mlflow_uri:
-        console.print(f"[bold]MLflow:[/] open {settings.publishing.mlflow_uri}", soft_wrap=True)
+    if settings.mlflow_tracking_uri.startswith("http"):
+        console.print(f"[bold]MLflow:[/] open {settings.mlflow_tracking_uri}", soft_wrap=True)
+    if api_url := backends.prefect_api_url(settings):
+        console.print(f"[bold]Prefect:[/] open {api_url.removesuffix('/api')}", soft_wrap=True)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """The home folder: create its tree and tell external tools where it is.
 
-``feature_store.yaml`` expands ``${RANKING_HOME}``, the Feast repo reads its inputs from
-the environment (see ``ranking.features.repo``), and Prefect keeps its database under
-``PREFECT_HOME``.
+``feature_store.yaml`` expands ``${RANKING_HOME}`` (the shared profile's also the Redis
+and PostgreSQL addresses: ``ranking.backends.feast_env``), the Feast repo reads its inputs
+from the environment (see ``ranking.features.repo``), and Prefect keeps its database under
+``PREFECT_HOME`` (or, shared, reports to the server at ``PREFECT_API_URL``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ranking import backends
 from ranking.settings import Settings, get_settings
 
 
@@ -26,8 +28,10 @@ def export_env(settings: Settings) -> None:
 
     Existing Prefect values win so a shared setup can point elsewhere.
     """
-    os.environ["RANKING_HOME"] = str(settings.home)
+    os.environ.update(backends.feast_env(settings))
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    if api_url := backends.prefect_api_url(settings):
+        os.environ.setdefault("PREFECT_API_URL", api_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 

@@ -18,8 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ranking.checks.thresholds import DriftThresholds, QualityThresholds
+from ranking.checks.thresholds import MonitoringSettings, QualityThresholds
 from ranking.schema import DEFAULT_LABEL_WEIGHTS, EARLIEST_EVENT_TIMESTAMP
+from ranking.services import MLFLOW_DB, Profile, ServicesSettings
 
 #: The folder that holds ``ranking/``, ``flows/`` and ``feature_repo/``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,8 @@ class PublishingSettings(_Section):
     experiment_name: str = Field(default="ranking", description="MLflow experiment.")
     mlflow_uri: str | None = Field(
         default=None,
-        description="MLflow tracking server (shared setup); default: SQLite under home.",
+        description="MLflow tracking server or database URL; default: SQLite under home "
+        "(profile 'shared': PostgreSQL).",
     )
     promotion_margin: float = Field(
         default=0.0, description="NDCG@10 a challenger must add over the champion to replace it."
@@ -280,30 +282,6 @@ class ServingSettings(_Section):
     )
 
 
-class MonitoringSettings(_Section):
-    """Drift monitoring of the champion."""
-
-    drift: DriftThresholds = Field(
-        default_factory=DriftThresholds, description="Drift thresholds (PSI, KS, JS, chi2)."
-    )
-    reference_rows: int = Field(
-        default=5000, description="Rows of training features and scores kept as drift reference."
-    )
-    window_days: int = Field(
-        default=7,
-        description="Recent days whose candidates make the 'current' drift sample; as long "
-        "as the validation window the reference comes from, so weekdays compare like with like.",
-    )
-    trending_features: list[str] = Field(
-        default_factory=lambda: ["*_all", "item_age_days"],
-        description="Patterns of features that grow with time by construction (all-history "
-        "counts, ages): their drift is reported but never more than 'warn'.",
-    )
-    retrain_on_drift: bool = Field(
-        default=True, description="A drift breach starts the training flow."
-    )
-
-
 class Settings(BaseSettings):
     """Configuration for every stage, one nested section per stage."""
 
@@ -323,6 +301,8 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "feature_repo", description="The Feast repository folder."
     )
     seed: int = Field(default=42, description="Seed for sampling, training and evaluation.")
+    profile: Profile = Field(default="embedded", description="'embedded' (every store under "
+                             "home) or 'shared' (the services of infra/services.sh).")  # fmt: skip
 
     events: EventSettings = Field(default_factory=EventSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
@@ -335,6 +315,7 @@ class Settings(BaseSettings):
         default_factory=QualityThresholds, description="Warn / fail levels of the data checks."
     )
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    services: ServicesSettings = Field(default_factory=ServicesSettings)
 
     @field_validator("home", "feature_repo")
     @classmethod
@@ -370,14 +351,14 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return self.publishing.mlflow_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        shared = self.services.postgres_url(MLFLOW_DB) if self.profile == "shared" else None
+        return self.publishing.mlflow_uri or shared or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifact_location(self) -> str | None:
-        """Local artifact folder; a tracking server chooses its own store."""
-        if self.publishing.mlflow_uri:
-            return None
-        return (self.mlflow_dir / "artifacts").as_uri()
+        """Local artifact folder (beside a database store too); a server chooses its own."""
+        remote = self.mlflow_tracking_uri.startswith(("http://", "https://"))
+        return None if remote else (self.mlflow_dir / "artifacts").as_uri()
 
     @property
     def prefect_home(self) -> Path:

@@ -1,7 +1,7 @@
 """Warn and fail levels of every check: the data-quality checks and drift detection.
 
-Pure declarations (pydantic models), nested in the settings as ``quality`` and
-``monitoring.drift``, so ``RANKING_QUALITY__FRESHNESS_HOURS='{"warn": 48, "fail": 96}'``
+Pure declarations (pydantic models), nested in the settings as ``quality``, ``monitoring``
+and ``monitoring.drift``, so ``RANKING_QUALITY__FRESHNESS_HOURS='{"warn": 48, "fail": 96}'``
 and ``RANKING_MONITORING__DRIFT__PSI_FAIL=0.3`` change them.
 """
 
@@ -162,3 +162,29 @@ class DriftThresholds(BaseModel):
         if self.null_rate_warn > self.null_rate_fail:
             raise ValueError("null_rate_warn must not exceed null_rate_fail")
         return self
+
+
+class MonitoringSettings(BaseModel):
+    """Drift monitoring of the champion (the settings' ``monitoring`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drift: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="Drift thresholds (PSI, KS, JS, chi2)."
+    )
+    reference_rows: int = Field(
+        default=5000, description="Rows of training features and scores kept as drift reference."
+    )
+    window_days: int = Field(
+        default=7,
+        description="Recent days whose candidates make the 'current' drift sample; as long "
+        "as the validation window the reference comes from, so weekdays compare like with like.",
+    )
+    trending_features: list[str] = Field(
+        default_factory=lambda: ["*_all", "item_age_days"],
+        description="Patterns of features that grow with time by construction (all-history "
+        "counts, ages): their drift is reported but never more than 'warn'.",
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="A drift breach starts the training flow."
+    )

@@ -18,7 +18,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore
 from pandas.api.types import is_numeric_dtype
 
-from ranking import home
+from ranking import backends, home
 from ranking.errors import FeastError
 from ranking.features import families, repo
 from ranking.features.definitions import resolve_service
@@ -38,11 +38,12 @@ def feast_executable() -> str:
 
 
 def apply_repo(settings: Settings) -> str:
-    """Run ``feast apply`` in the feature repo against the configured home."""
+    """Run ``feast apply`` in the feature repo against the configured home (and the
+    profile's ``feature_store.yaml``)."""
     home.prepare(settings)
-    env = os.environ | repo.RepoInputs.of(settings).to_env()
+    env = os.environ | backends.feast_env(settings) | repo.RepoInputs.of(settings).to_env()
     done = subprocess.run(
-        [feast_executable(), "apply"],
+        [feast_executable(), "-f", str(backends.feast_yaml(settings)), "apply"],
         cwd=settings.feature_repo,
         env=env,
         capture_output=True,
@@ -62,11 +63,12 @@ def repo_fingerprint(settings: Settings) -> str:
         settings.feature_repo.glob("*.yaml")
     )
     definitions = sorted(Path(settings.definitions_dir).glob("*.yaml"))
-    code = [Path(families.__file__), Path(repo.__file__)]
+    code = [Path(families.__file__), Path(repo.__file__), backends.feast_yaml(settings)]
     for path in [*sources, *definitions, *code]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(repo.RepoInputs.of(settings).to_env()[repo.INPUTS_ENV].encode())
+    digest.update(repr(sorted(backends.feast_env(settings).items())).encode())
     return digest.hexdigest()
 
 
@@ -84,10 +86,13 @@ def registry_is_elsewhere(settings: Settings) -> bool:
     Feast stores absolute paths in ``registry.db``: the Parquet sources and the online
     tables it created. Used as it is, a copy reads the original's files, and the next
     ``feast apply`` tears down the infrastructure the registry lists, which drops the
-    original's online tables. Only a digest of the home it was applied for is kept."""
-    registry = settings.feast_dir / "registry.db"
+    original's online tables. Only a digest of the home it was applied for is kept. A
+    registry in PostgreSQL (shared profile) belongs to no home folder."""
+    registry = backends.feast_registry_file(settings)
     stamp = _home_stamp(settings)
-    return registry.exists() and (not stamp.exists() or stamp.read_text() != _home_digest(settings))
+    if registry is None or not registry.exists():
+        return False
+    return not stamp.exists() or stamp.read_text() != _home_digest(settings)
 
 
 def apply_if_changed(settings: Settings) -> bool:
@@ -99,12 +104,15 @@ def apply_if_changed(settings: Settings) -> bool:
     never touches the home it came from; the online values copied with the home stay.
     """
     stamp = settings.feast_dir / "applied.sha256"
-    registry = settings.feast_dir / "registry.db"
+    registry = backends.feast_registry_file(settings)
     if registry_is_elsewhere(settings):
         registry.unlink()
         stamp.unlink(missing_ok=True)
     fingerprint = repo_fingerprint(settings)
-    if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+    # A registry in PostgreSQL is taken to hold what the stamp says was applied to it
+    # (the stamp digests its URL): `ranking features --force` applies again regardless.
+    present = registry is None or registry.exists()
+    if present and stamp.exists() and stamp.read_text() == fingerprint:
         return False
     apply_repo(settings)
     stamp.write_text(fingerprint)
@@ -118,7 +126,8 @@ def get_store(settings: Settings) -> FeatureStore:
     if registry_is_elsewhere(settings):
         apply_if_changed(settings)
     home.export_env(settings)
-    return FeatureStore(repo_path=str(settings.feature_repo))
+    return FeatureStore(repo_path=str(settings.feature_repo),
+                        fs_yaml_file=backends.feast_yaml(settings))  # fmt: skip
 
 
 def materialize_latest(

@@ -22,6 +22,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from ranking import backends
 from ranking.schema import CHAMPION
 from ranking.settings import Settings
 
@@ -45,10 +46,8 @@ def kept_dir(settings: Settings) -> Path:
 def alias_version(settings: Settings, alias: str = CHAMPION) -> tuple[str, str] | None:
     """(version, run id) that ``alias`` names in the local SQLite tracking store (one
     query, MLflow not imported); None when there is no such store, model or alias."""
-    if settings.publishing.mlflow_uri:  # a tracking server: ask it through MLflow
-        return None
-    db = settings.mlflow_dir / "mlflow.db"
-    if not db.exists():
+    db = backends.mlflow_sqlite(settings)
+    if db is None or not db.exists():  # another store (a server, PostgreSQL): through MLflow
         return None
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:

@@ -52,6 +52,7 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, Field
 
+from ranking import backends
 from ranking.features.store import get_store
 from ranking.retrieval.published import PublishedCandidates, load_published
 from ranking.schema import SERVED_LOG_PREFIX, SERVED_LOG_SUFFIX
@@ -311,9 +312,11 @@ def _known_candidates(
 
 def _online_store_ready(settings: Settings) -> bool:
     """The embedded online store's database holds feature tables (other stores: assumed)."""
-    path = settings.feast_dir / "online_store.db"
-    if not (settings.feast_dir / "registry.db").exists():
+    registry, path = backends.feast_registry_file(settings), backends.feast_online_sqlite(settings)
+    if registry is not None and not registry.exists():
         return False
+    if path is None:
+        return True  # Redis
     if not path.exists():
         return False
     try:

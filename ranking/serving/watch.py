@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from ranking import backends
 from ranking.publishing import aliases, models
 from ranking.retrieval.published import PublishedCandidates, load_published
 from ranking.serving.ranker import rank_request
@@ -31,16 +32,15 @@ class Watch:
         self.champion: models.Champion | None = None
         self.published: PublishedCandidates | None = None
         self.client = client_for(settings)
-        local = settings.publishing.mlflow_uri is None
-        db = settings.mlflow_dir / "mlflow.db"
-        self.files = [db, db.with_name(db.name + "-wal")] if local else None
+        db = backends.mlflow_sqlite(settings)
+        self.files = None if db is None else [db, db.with_name(db.name + "-wal")]
         self.stamp: tuple | None = None
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
     def _stamp(self) -> tuple | None:
         if self.files is None:
-            return None  # a tracking server: ask it every time
+            return None  # a tracking server or PostgreSQL: ask it every time
         return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self.files)
 
     def refresh(self) -> None:
