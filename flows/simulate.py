@@ -99,7 +99,7 @@ def simulate_flow(
         figures = measure(audience, served, reactions, at)
         champion = (watched.retrained or trained).champion_version
         rows.append(closed_loop.round_row(spec, n, figures, served, champion, watched.status,
-                                          trained.reason))  # fmt: skip
+                                          trained.reason, trained.off_policy))  # fmt: skip
         print(
             f"round {n}: ctr {figures['ctr']:.4f}, true NDCG@10 "
             f"{figures['true_ndcg@10']:.4f}, champion v{champion}, drift {watched.status}"

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from ranking.ingest import synth
+from ranking.publishing.gate import OffPolicyEvidence
 from ranking.publishing.serving_model import serving_champion
-from ranking.schema import IMPRESSION, POLICY, PROPENSITY, SCORE
+from ranking.schema import IMPRESSION, POLICY, PROPENSITY, SCORE, SERVED_LOG_PREFIX
 from ranking.serving.exploration import EXPLORE
 from ranking.serving.ranker import rank_request
+from ranking.serving.replay import read_served_log
 from ranking.settings import Settings
 from ranking.simulation.audience import Audience
 from ranking.simulation.rounds import POLICIES, SERVED_COLUMNS, popular_items, serve_lists
@@ -175,9 +177,8 @@ def read_logged(settings: Settings, round_no: int) -> pd.DataFrame:
     """A round's propensity log back: one row per served item, with ``reward`` 1 when
     the user clicked it."""
     folder = settings.raw_dir / SIMULATION_DIR / f"round-{round_no:02d}"
-    ids = {"user_id": str, "item_id": str, "session_id": str}
-    logs = sorted(folder.glob("served-*.jsonl"))
-    served = pd.concat([pd.read_json(p, lines=True, dtype=ids) for p in logs], ignore_index=True)
+    logs = sorted(folder.glob(f"{SERVED_LOG_PREFIX}*.jsonl"))
+    served = pd.concat([read_served_log(p) for p in logs], ignore_index=True)
     reactions = pd.read_parquet(folder / "reactions.parquet")
     clicked = reactions.loc[reactions["event_type"] == "click", ["session_id", "item_id"]]
     clicked = clicked.drop_duplicates().assign(reward=1)
@@ -188,10 +189,12 @@ def read_logged(settings: Settings, round_no: int) -> pd.DataFrame:
 
 def round_row(
     spec: SimulationSpec, round_no: int, figures: dict[str, float], served: pd.DataFrame,
-    champion: str | None, drift: str, trained: str,
+    champion: str | None, drift: str, trained: str, off_policy: OffPolicyEvidence | None,
 ) -> dict[str, object]:  # fmt: skip
     """A round's row of the table: its figures, whether tastes had shifted, the champion
-    after its steps, the drift verdict and what training did."""
+    after its steps, the drift verdict, what training did and the gate's off-policy
+    estimates of the new version and the champion (NaN when there were none)."""
+    nan = float("nan")
     return {
         "round": round_no,
         "policy": spec.policy,
@@ -201,4 +204,6 @@ def round_row(
         "champion": champion,
         "drift": drift,
         "training": trained,
+        "ope_challenger_snips": off_policy.challenger.value if off_policy else nan,
+        "ope_champion_snips": off_policy.champion.value if off_policy else nan,
     }  # fmt: skip

@@ -67,6 +67,14 @@ def test_the_rounds_figures_mlflow_run_and_plot(simulated) -> None:
     history = client.get_metric_history(run.info.run_id, "true_ndcg_at_10")
     assert [m.step for m in history] == [1, 2]
     assert [m.value for m in history] == pytest.approx(list(table["true_ndcg@10"]))
+    # Each round's training judged the new version on the champion's logged traffic too.
+    judged = table.dropna(subset=["ope_champion_snips"])
+    assert len(judged) >= 1
+    assert judged["ope_champion_snips"].between(0.0, 1.0).all()
+    name = settings.publishing.model_name
+    tagged = [mv for mv in client.search_model_versions(f"name = '{name}'")
+              if client.get_model_version(name, mv.version).tags.get("off_policy")]  # fmt: skip
+    assert tagged, "no version carries its off-policy estimate"
     png = settings.home / SIMULATION_EXPERIMENT / "rounds.png"
     assert png.stat().st_size > 10_000
     assert (settings.raw_dir / SIMULATION_DIR / "history" / "spec.json").exists()
