@@ -34,6 +34,11 @@ class ChampionScore:
     ndcg: float | None = None
 
 
+#: Off-policy evidence counts only with at least this many effective logged rows (Kish)
+#: behind each estimate: fewer say too little to overrule the offline figures.
+MIN_EFFECTIVE_ROWS = 30.0
+
+
 @dataclass(frozen=True)
 class OffPolicyEvidence:
     """The challenger's and the champion's click rates estimated on the champion's
@@ -44,8 +49,11 @@ class OffPolicyEvidence:
     logged_rows: int
 
     def below(self) -> bool:
-        """Whether the challenger is significantly below the champion."""
-        return significantly_below(self.challenger, self.champion)
+        """Whether the challenger is significantly below the champion, on enough
+        agreeing traffic for each (:data:`MIN_EFFECTIVE_ROWS`) to mean anything."""
+        enough = min(self.challenger.effective_rows, self.champion.effective_rows)
+        return enough >= MIN_EFFECTIVE_ROWS and significantly_below(self.challenger,
+                                                                    self.champion)  # fmt: skip
 
     def describe(self) -> str:
         c, h = self.challenger, self.champion

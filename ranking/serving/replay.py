@@ -5,11 +5,11 @@ The served logs (``served-<day>.jsonl`` anywhere under the raw folder: the servi
 simulation's) carry each item's position, model version and propensity; the warehouse
 says which were clicked. Each logged session's user is ranked again by the target model
 (deterministically, through the same :func:`rank_for_user` as serving, on the candidates
-and features of the gate's time), and a logged row counts for the target with
+and rule inputs of the session's time), and a logged row counts for the target with
 probability 1 when the target puts the same item at the same place, else 0
 (:func:`ranking.serving.exploration.target_probability`). The champion is re-ranked
-the same way, so both estimates share the same approximation (today's features for
-yesterday's sessions) and the comparison is like for like.
+the same way, on the same candidates, so both estimates share one approximation (the
+online features are today's, not the session's) and the comparison is like for like.
 """
 
 from __future__ import annotations
@@ -70,43 +70,56 @@ def logged_traffic(settings: Settings, version: str, until: datetime) -> pd.Data
     return logged
 
 
-def target_lists(settings: Settings, model: Champion, users: list[str], at: datetime,
-                 k: int) -> dict[str, list[str]]:  # fmt: skip
-    """Each user's deterministic top ``k`` by ``model`` at ``at`` (rules on, no
-    exploration): what the target policy would serve."""
-    published = load_published(settings, at)
-    views = published.views if published is not None else None
+def target_lists(
+    settings: Settings, models: list[Champion], logged: pd.DataFrame, k: int
+) -> list[dict[str, list[str]]]:
+    """For each model, each logged session's deterministic top ``k`` (rules on, no
+    exploration), ranked at the session's time on the candidates and rule inputs of that
+    time (retrieval is point in time: what the user did in or after the session is not
+    yet known, so a clicked item is still a candidate), the candidates shared by every
+    model: what each target policy would have served."""
     rules = settings.serving.model_copy(update={"exploration": 0.0})
-    return {
-        user: list(
-            rank_for_user(
-                None, model, candidates_for(settings, user, at), user, at, k, rules, views
-            ).items["item_id"]
-        )  # fmt: skip
-        for user in users
-    }
+
+    def feast_store():  # opened only when the publication cannot answer
+        from ranking.features.store import get_store
+
+        return get_store(settings)
+
+    lists: list[dict[str, list[str]]] = [{} for _ in models]
+    sessions = logged.groupby("session_id", sort=True).agg(
+        user_id=("user_id", "first"), at=("event_timestamp", "min"))  # fmt: skip
+    for session, user, at in sessions.itertuples():
+        at = pd.Timestamp(at).to_pydatetime()
+        published = load_published(settings, at)
+        views = published.views if published is not None else None
+        candidates = candidates_for(settings, user, at)
+        for found, model in zip(lists, models, strict=True):
+            ranked = rank_for_user(feast_store, model, candidates, user, at, k, rules, views)
+            found[session] = list(ranked.items["item_id"])
+    return lists
 
 
 def estimate_for(logged: pd.DataFrame, lists: dict[str, list[str]]) -> Estimate:
-    """SNIPS of the policy that serves ``lists`` (user -> items) on ``logged``."""
+    """SNIPS of the policy that serves ``lists`` (session -> items) on ``logged``."""
     parts = [
-        rows.assign(**{TARGET_PROBABILITY: target_probability(rows, lists.get(user, []), [], 0.0)})
-        for user, rows in logged.groupby("user_id", sort=True)
+        rows.assign(
+            **{TARGET_PROBABILITY: target_probability(rows, lists.get(session, []), [], 0.0)}
+        )  # fmt: skip
+        for session, rows in logged.groupby("session_id", sort=True)
     ]
     return snips(pd.concat(parts, ignore_index=True))
 
 
 def compare_on_logged(
-    settings: Settings, challenger: Champion, champion: Champion, logged: pd.DataFrame,
-    at: datetime,
-) -> OffPolicyEvidence:  # fmt: skip
+    settings: Settings, challenger: Champion, champion: Champion, logged: pd.DataFrame
+) -> OffPolicyEvidence:
     """SNIPS click rates of ``challenger`` and ``champion`` on ``logged`` (the champion's
-    traffic), both re-ranked at ``at``."""
-    users = sorted(logged["user_id"].unique())
+    traffic), both re-ranked as of each session."""
     k = int(logged["position"].max())
+    theirs, ours = target_lists(settings, [challenger, champion], logged, k)
     return OffPolicyEvidence(
-        challenger=estimate_for(logged, target_lists(settings, challenger, users, at, k)),
-        champion=estimate_for(logged, target_lists(settings, champion, users, at, k)),
+        challenger=estimate_for(logged, theirs),
+        champion=estimate_for(logged, ours),
         logged_rows=len(logged),
     )
 
@@ -125,4 +138,4 @@ def compare_version_on_logged(
     logged = logged_traffic(settings, champion.version, at)
     if len(logged) < MIN_LOGGED_ROWS:
         return None
-    return compare_on_logged(settings, load_version(settings, version), champion, logged, at)
+    return compare_on_logged(settings, load_version(settings, version), champion, logged)

@@ -229,3 +229,11 @@ def test_off_policy_evidence_within_the_noise_leaves_the_offline_rule_to_decide(
     assert "off-policy snips CTR 0.0950" in refused.reason  # recorded with the version
     # Without a champion there is no logged traffic to judge by: the first version is free.
     assert decide(0.3, ChampionScore(), 0.1, 0.0, off_policy=_evidence((0.01, 0.0, 0.02))).promote
+
+
+def test_off_policy_evidence_on_too_few_agreeing_rows_does_not_overrule() -> None:
+    from dataclasses import replace
+
+    thin = _evidence((0.06, 0.05, 0.07))
+    thin = replace(thin, challenger=replace(thin.challenger, effective_rows=12.0))
+    assert decide(0.3, ChampionScore("4", 0.2), 0.1, 0.0, off_policy=thin).promote
