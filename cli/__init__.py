@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from cli import config, data, features, loop, models, monitoring, serving, training
+from cli import config, data, features, loop, models, monitoring, serving, simulation, training
 from cli.common import console, quiet_expected_errors, quiet_libraries
 from cli.interrupts import stopping_on_signals
 from ranking.errors import RankingError
@@ -33,7 +33,15 @@ def _options(
         quiet_expected_errors()
 
 
-for group in (data.app, training.app, serving.app, monitoring.app, loop.app, config.app):
+for group in (
+    data.app,
+    training.app,
+    serving.app,
+    monitoring.app,
+    loop.app,
+    simulation.app,
+    config.app,
+):
     app.add_typer(group)  # commands at the top level: ranking ingest, ranking train ...
 app.add_typer(features.app, name="features")
 app.add_typer(models.app, name="models")

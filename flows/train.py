@@ -18,6 +18,7 @@ from ranking.evaluation.report import evaluation_tables
 from ranking.features import store
 from ranking.publishing import aliases, gate, models
 from ranking.schema import MODEL_SCORER, TEST, TRAIN, VALID
+from ranking.serving import replay
 from ranking.settings import Settings
 from ranking.training import dataset, rankers, reuse, tracking
 from ranking.training.dataset import split_rows
@@ -34,6 +35,7 @@ class TrainResult:
     champion_version: str | None
     table: pd.DataFrame
     summary: dict
+    off_policy: gate.OffPolicyEvidence | None = None  # on the champion's logged traffic
 
 
 @task(cache_policy=NO_CACHE)
@@ -128,11 +130,25 @@ def log_model(settings: Settings, trained: rankers.TrainedRanker, frame: pd.Data
 
 
 @task(cache_policy=NO_CACHE)
+def off_policy_on_logged(settings: Settings, version: str,
+                         as_of_iso: str) -> gate.OffPolicyEvidence | None:  # fmt: skip
+    return replay.compare_version_on_logged(settings, version, parse_time(as_of_iso, None))
+
+
+@task(cache_policy=NO_CACHE, **retrying(2))
+def record_off_policy(settings: Settings, run_id: str, version: str,
+                      evidence: gate.OffPolicyEvidence | None) -> None:  # fmt: skip
+    aliases.record_off_policy(settings, run_id, version, evidence)
+
+
+@task(cache_policy=NO_CACHE)
 def promote(
-    settings: Settings, version: str, table: pd.DataFrame, champion: gate.ChampionScore
-) -> gate.Decision:
+    settings: Settings, version: str, table: pd.DataFrame, champion: gate.ChampionScore,
+    off_policy: gate.OffPolicyEvidence | None = None,
+) -> gate.Decision:  # fmt: skip
     """Decide with the gate, then act on the registry."""
-    decision = gate.decide_from_table(table, champion, settings.publishing.promotion_margin)
+    decision = gate.decide_from_table(table, champion, settings.publishing.promotion_margin,
+                                      off_policy)  # fmt: skip
     aliases.record_decision(settings, version, decision)
     return decision
 
@@ -179,7 +195,9 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
               "data_quality": quality_report.to_frame()}  # fmt: skip
     run_id, version = log_model(settings, trained, frame, tables, times, quality_report, summary,
                                 digest)  # fmt: skip
-    decision = promote(settings, version, table, champion)
+    off_policy = off_policy_on_logged(settings, version, as_of_dt.isoformat())
+    record_off_policy(settings, run_id, version, off_policy)
+    decision = promote(settings, version, table, champion, off_policy)
     result = TrainResult(
         version=version,
         run_id=run_id,
@@ -188,6 +206,7 @@ def train_flow(as_of: str | None = None, home: str | None = None) -> TrainResult
         champion_version=version if decision.promote else champion.version,
         table=table,
         summary=summary,
+        off_policy=off_policy,
     )
     print(f"ranker v{version}: {decision.reason}")
     create_markdown_artifact(_markdown(result), key="training", description="Training summary")

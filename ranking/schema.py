@@ -127,3 +127,15 @@ CHALLENGER = "challenger"
 #: Version tag written last, once every other tag and artifact is in place: a version
 #: without it (a run killed while registering) is invisible and cannot be promoted.
 READY_TAG = "ready"
+
+# Logged traffic and off-policy evaluation ----------------------------------------------
+
+#: What each served item carries for off-policy evaluation: the probability the serving
+#: policy showed that item at that position (``propensity``), the policy that served it
+#: and the score it gave.
+PROPENSITY, POLICY, SCORE = "propensity", "policy", "score"
+#: The logged row's outcome (1 for a click) and the target policy's probability of
+#: showing the same item at the same position.
+REWARD, TARGET_PROBABILITY = "reward", "target_probability"
+#: The off-policy estimators of a target policy's click rate.
+CLIPPED_IPS, SNIPS = "clipped_ips", "snips"

@@ -231,9 +231,8 @@ class PublishingSettings(_Section):
 class ServingSettings(_Section):
     """Ranking calls."""
 
-    candidate_pool: int = Field(
-        default=500, description="Retrieved candidates scored per ranking call, at most."
-    )
+    candidate_pool: int = Field(default=500, description="Retrieved candidates scored per "
+                                "ranking call, at most.")  # fmt: skip
     max_in_flight: int = Field(default=32, ge=1, description="Ranking calls the service "
                                "holds at once, running or waiting for a worker thread; more "
                                "are refused at once with 503 and Retry-After.")  # fmt: skip
@@ -280,6 +279,8 @@ class ServingSettings(_Section):
         description="Most of the top k one category may fill (1.0: no cap); filled past it "
         "only when nothing else is left.",
     )
+    exploration: float = Field(default=0.0, ge=0.0, le=1.0, description="Chance that a served "
+                               "place shows one of the next k eligible items (0 off).")  # fmt: skip
 
 
 class Settings(BaseSettings):

@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ranking.errors import RegistryError
-from ranking.publishing.gate import Decision
+from ranking.publishing.gate import Decision, OffPolicyEvidence
 from ranking.schema import (
     CHALLENGER,
     CHAMPION,
@@ -75,6 +75,24 @@ def record_decision(settings: Settings, version: str, decision: Decision) -> Non
     name = settings.publishing.model_name
     client.set_registered_model_alias(name, CHALLENGER, version)
     client.set_model_version_tag(name, version, "promotion", decision.reason)
+
+
+def record_off_policy(
+    settings: Settings, run_id: str, version: str, evidence: OffPolicyEvidence | None
+) -> None:
+    """Keep the off-policy estimates with the version: metrics on its run, a tag on it."""
+    if evidence is None:
+        return
+    client = client_for(settings)
+    figures = {}
+    for who, est in (("challenger", evidence.challenger), ("champion", evidence.champion)):
+        for what in ("value", "low", "high", "effective_rows"):
+            figures[f"off_policy_{est.estimator}_{who}_{what}"] = getattr(est, what)
+    for key, value in figures.items():
+        if value == value:  # NaN says nothing
+            client.log_metric(run_id, key, float(value))
+    client.set_model_version_tag(settings.publishing.model_name, version, "off_policy",
+                                 evidence.describe())  # fmt: skip
 
 
 def promote(settings: Settings, version: str, reason: str) -> None:

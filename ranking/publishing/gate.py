@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ranking.evaluation.off_policy import Estimate, significantly_below
 from ranking.schema import HEADLINE_METRIC, MODEL_SCORER, MOST_POPULAR
 
 
@@ -33,21 +34,67 @@ class ChampionScore:
     ndcg: float | None = None
 
 
+#: Off-policy evidence counts only with at least this many effective logged rows (Kish)
+#: behind each estimate: fewer say too little to overrule the offline figures.
+MIN_EFFECTIVE_ROWS = 30.0
+
+
+@dataclass(frozen=True)
+class OffPolicyEvidence:
+    """The challenger's and the champion's click rates estimated on the champion's
+    logged traffic (``ranking.evaluation.off_policy``)."""
+
+    challenger: Estimate
+    champion: Estimate
+    logged_rows: int
+
+    def below(self) -> bool:
+        """Whether the challenger is significantly below the champion, on enough
+        agreeing traffic for each (:data:`MIN_EFFECTIVE_ROWS`) to mean anything."""
+        enough = min(self.challenger.effective_rows, self.champion.effective_rows)
+        return enough >= MIN_EFFECTIVE_ROWS and significantly_below(self.challenger,
+                                                                    self.champion)  # fmt: skip
+
+    def describe(self) -> str:
+        c, h = self.challenger, self.champion
+        return (f"off-policy {c.estimator} CTR {c.value:.4f} [{c.low:.4f}, {c.high:.4f}] vs "
+                f"champion {h.value:.4f} [{h.low:.4f}, {h.high:.4f}] on {self.logged_rows:,} "
+                "logged rows")  # fmt: skip
+
+
 def decide(
     candidate_ndcg: float,
     champion: ChampionScore,
     baseline_ndcg: float | None,
     margin: float,
     quality_failed: str | None = None,
+    off_policy: OffPolicyEvidence | None = None,
 ) -> Decision:
     """Promote when the data checks passed and the candidate earns it.
 
     With no champion, the candidate must beat the most-popular baseline
     (``baseline_ndcg``, when given); with one, it must beat the champion's NDCG@10 on the
-    same holdout by more than ``margin``.
+    same holdout by more than ``margin``, and not be significantly below the champion's
+    click rate estimated off-policy on its logged traffic (``off_policy``, when given),
+    whatever its offline NDCG.
     """
     if quality_failed:
         return Decision(False, f"data checks failed: {quality_failed}")
+    if champion.version is not None and off_policy is not None and off_policy.below():
+        return Decision(
+            False,
+            f"{off_policy.describe()}: significantly below champion "
+            f"v{champion.version}, whatever its NDCG@10 {candidate_ndcg:.4f}",
+        )
+    decision = _decide_offline(candidate_ndcg, champion, baseline_ndcg, margin)
+    if champion.version is not None and off_policy is not None:
+        return Decision(decision.promote, f"{decision.reason}; {off_policy.describe()}")
+    return decision
+
+
+def _decide_offline(
+    candidate_ndcg: float, champion: ChampionScore, baseline_ndcg: float | None, margin: float
+) -> Decision:
     unmeasured = [v for v in (candidate_ndcg, baseline_ndcg) if v is not None and math.isnan(v)]
     if unmeasured:  # a holdout without a relevant item measures nothing: no evidence
         return Decision(
@@ -76,11 +123,13 @@ def decide(
     )
 
 
-def decide_from_table(table: pd.DataFrame, champion: ChampionScore, margin: float) -> Decision:
+def decide_from_table(table: pd.DataFrame, champion: ChampionScore, margin: float,
+                      off_policy: OffPolicyEvidence | None = None) -> Decision:  # fmt: skip
     """:func:`decide` on an evaluation table (the model's and most-popular's rows)."""
     return decide(
         float(table.loc[MODEL_SCORER, HEADLINE_METRIC]),
         champion,
         float(table.loc[MOST_POPULAR, HEADLINE_METRIC]),
         margin,
+        off_policy=off_policy,
     )

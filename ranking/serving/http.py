@@ -94,8 +94,11 @@ class RankedItem(BaseModel):
     rule: str = Field(
         default="model",
         description="What placed it: 'model' (the score order), 'fresh_slot', "
-        "'category_cap_fill' or 'unanswered_fill' (see the business rules).",
+        "'category_cap_fill', 'unanswered_fill' (see the business rules) or 'explore'.",
     )
+    propensity: float = Field(
+        default=1.0, description="The probability the policy showed this item at this "
+        "place (below 1 only with exploration, serving.exploration).")  # fmt: skip
 
 
 class RankResponse(BaseModel):

@@ -18,13 +18,16 @@ from ranking.features.online import ViewTable, lookup, request_timestamp_s
 from ranking.publishing.champion import Champion
 from ranking.retrieval.merge import RETRIEVAL_FEATURES
 from ranking.retrieval.published import load_published
-from ranking.schema import IMPRESSION
+from ranking.schema import IMPRESSION, PROPENSITY
 from ranking.serving.candidates import candidates_for
+from ranking.serving.exploration import exploration_rng, explore
 from ranking.serving.rules import MODEL, apply_rules
 from ranking.settings import ServingSettings, Settings
 
 #: What a ranked list shows for each item.
-RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources", "rule"]
+RANKED_COLUMNS = ["rank", "item_id", "category", "score", "sources", "rule", PROPENSITY]
+#: What scoring gives each candidate, the rules keep and exploration may swap in.
+SCORED_COLUMNS = ["item_id", "category", "score", "sources"]
 #: The ranked list's order when no model scored it (the model's ``score`` is then empty).
 FALLBACK_SCORE = "fallback_score"
 #: A feature every known user has online; all-null means the store does not know them.
@@ -52,13 +55,17 @@ def rank_for_user(
     k: int = 10,
     rules: ServingSettings | None = None,
     views: dict[str, ViewTable] | None = None,
+    seed: int = 0,
 ) -> RankedList:
     """Score ``candidates`` for ``user_id`` and return the top ``k``, after the business
     ``rules`` when given (see ``ranking.serving.rules``), else in score order.
 
     The champion's features are the online ones from Feast (looked up in ``views``, the
     published copy of Feast's online values, when they hold them all), then the
-    request-time ones the candidates carry (the retrieval features)."""
+    request-time ones the candidates carry (the retrieval features). With
+    ``rules.exploration`` above 0, some places go to the next best items
+    (``ranking.serving.exploration``, drawn from ``seed``, the user and ``now``); every
+    item carries its propensity."""
     if candidates.empty:
         return RankedList(user_id, pd.DataFrame(columns=RANKED_COLUMNS), None,
                           "no candidate items")  # fmt: skip
@@ -77,13 +84,12 @@ def rank_for_user(
         scored["score"] = scored["fallback_score"].astype(float)
     if "sources" not in scored.columns:
         scored["sources"] = ""
-    shown = RANKED_COLUMNS[1:-1]  # item_id, category, score, sources
-    if rules is None:
-        top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
-        top, dropped = top[shown].assign(rule=MODEL).reset_index(drop=True), {}
+    top, dropped = _ruled(scored, k, rules, now)
+    if rules is not None and rules.exploration > 0:  # the next k eligible are the pool
+        pool, _ = _ruled(scored[~scored["item_id"].isin(top["item_id"])], k, rules, now)
+        top = explore(top, pool, rules.exploration, exploration_rng(seed, user_id, now))
     else:
-        ruled = apply_rules(scored, k, rules, now, columns=shown)
-        top, dropped = ruled.items, ruled.dropped
+        top[PROPENSITY] = 1.0
     top.insert(0, "rank", range(1, len(top) + 1))
     # A fallback orders by retrieval's fused score (or popularity counts): shown apart,
     # so that ``score`` is only ever a model's.
@@ -98,6 +104,16 @@ def rank_for_user(
         dropped=dropped,
         user_known=known,
     )
+
+
+def _ruled(scored: pd.DataFrame, k: int, rules: ServingSettings | None,
+           now: datetime) -> tuple[pd.DataFrame, dict[str, int]]:  # fmt: skip
+    """The top ``k`` of ``scored`` after the business ``rules`` (else in score order)."""
+    if rules is None:
+        top = scored.sort_values(["score", "item_id"], ascending=[False, True]).head(k)
+        return top[SCORED_COLUMNS].assign(rule=MODEL).reset_index(drop=True), {}
+    ruled = apply_rules(scored, k, rules, now, columns=SCORED_COLUMNS)
+    return ruled.items, ruled.dropped
 
 
 def _model_input(champion: Champion, feats: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
@@ -148,7 +164,10 @@ def items_as_records(items: pd.DataFrame) -> list[dict]:
 
 
 def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> list[dict]:
-    """The served list as impression events in the data contract (to close the loop)."""
+    """The served list as impression events in the data contract (to close the loop),
+    each with what off-policy evaluation needs: the score, the model version that served
+    it and its propensity (the probability the policy showed that item at that place).
+    Ingest keeps the contract's columns; the served log keeps the rest."""
     stamp = now.replace(tzinfo=UTC).isoformat()
     return [
         {
@@ -160,6 +179,9 @@ def served_impressions(ranked: RankedList, request_id: str, now: datetime) -> li
             "value": None,
             "session_id": request_id,
             "position": int(row.rank),
+            "score": None if row.score != row.score else float(row.score),
+            "model_version": ranked.model_version,
+            PROPENSITY: float(getattr(row, PROPENSITY)),
         }
         for row in ranked.items.itertuples(index=False)
     ]
@@ -178,7 +200,9 @@ def rank_request(
     candidates = candidates_for(settings, user_id, now, item_ids)
     published = load_published(settings, now)
     views = published.views if published is not None else None
-    ranked = rank_for_user(store, champion, candidates, user_id, now, k, settings.serving, views)
+    ranked = rank_for_user(
+        store, champion, candidates, user_id, now, k, settings.serving, views, settings.seed
+    )
     if published is not None and not published.knows_user(user_id):
         ranked.user_known = False
     return ranked

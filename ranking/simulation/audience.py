@@ -87,6 +87,15 @@ class Audience:
         quality = self.items["_quality"].to_numpy()[items]
         return synth.sigmoid(synth.click_logit(affinity, quality, np.ones(len(items))))
 
+    def click_probability(self, served: pd.DataFrame, at: datetime) -> np.ndarray:
+        """The probability of a click on each served row (``user_id``, ``item_id``,
+        ``position`` from 1) at ``at``: the true click rate of any list, position bias
+        included, which off-policy estimates are judged against."""
+        affinity, items = self._affinity(served["user_id"], served["item_id"], at)
+        quality = self.items["_quality"].to_numpy()[items]
+        position = served["position"].to_numpy(dtype=float)
+        return synth.sigmoid(synth.click_logit(affinity, quality, position))
+
     def react(self, served: pd.DataFrame, at: datetime, rng: np.random.Generator) -> pd.DataFrame:
         """The events of users shown ``served`` (``user_id``, ``item_id``, ``position``
         from 1, ``session_id``) at ``at``: an impression for every row, then what the

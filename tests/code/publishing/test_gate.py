@@ -200,3 +200,40 @@ def test_a_nan_score_does_not_promote_a_first_version(candidate: float, baseline
 def test_a_nan_score_does_not_replace_a_champion() -> None:
     """With a champion the comparison is '>', so NaN already fails safe."""
     assert not decide(float("nan"), ChampionScore("2", 0.2), 0.1, margin=0.0).promote
+
+
+# Off-policy evidence on the champion's logged traffic -------------------------------------
+
+
+def _evidence(challenger: tuple[float, float, float], champion=(0.10, 0.09, 0.11)):
+    from ranking.evaluation.off_policy import Estimate
+    from ranking.publishing.gate import OffPolicyEvidence
+
+    return OffPolicyEvidence(Estimate("snips", *challenger, 3000, 800.0),
+                             Estimate("snips", *champion, 3000, 2700.0), 3000)  # fmt: skip
+
+
+def test_a_challenger_significantly_below_off_policy_is_refused_whatever_its_ndcg() -> None:
+    decision = decide(0.9, ChampionScore("4", 0.2), 0.1, margin=0.0,
+                      off_policy=_evidence((0.06, 0.05, 0.07)))  # fmt: skip
+    assert not decision.promote
+    assert "significantly below champion v4" in decision.reason
+    assert "off-policy snips CTR 0.0600 [0.0500, 0.0700] vs champion 0.1000" in decision.reason
+
+
+def test_off_policy_evidence_within_the_noise_leaves_the_offline_rule_to_decide() -> None:
+    close = _evidence((0.095, 0.08, 0.11))
+    assert decide(0.3, ChampionScore("4", 0.2), 0.1, 0.0, off_policy=close).promote
+    refused = decide(0.1, ChampionScore("4", 0.2), 0.1, 0.0, off_policy=close)
+    assert not refused.promote and refused.reason.startswith("NDCG@10 0.1000 does not beat")
+    assert "off-policy snips CTR 0.0950" in refused.reason  # recorded with the version
+    # Without a champion there is no logged traffic to judge by: the first version is free.
+    assert decide(0.3, ChampionScore(), 0.1, 0.0, off_policy=_evidence((0.01, 0.0, 0.02))).promote
+
+
+def test_off_policy_evidence_on_too_few_agreeing_rows_does_not_overrule() -> None:
+    from dataclasses import replace
+
+    thin = _evidence((0.06, 0.05, 0.07))
+    thin = replace(thin, challenger=replace(thin.challenger, effective_rows=12.0))
+    assert decide(0.3, ChampionScore("4", 0.2), 0.1, 0.0, off_policy=thin).promote

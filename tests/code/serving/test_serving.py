@@ -503,6 +503,9 @@ def test_served_impressions_are_contract_rows(shop) -> None:
             "value": None,
             "session_id": "req42",
             "position": rank,
+            "score": None,  # no model ranked: the fallback order
+            "model_version": None,
+            "propensity": 1.0,  # no exploration: the deterministic list
         }
         for rank, item in enumerate(["i2", "i9", "i1"], start=1)
     ]
