@@ -2,8 +2,13 @@
 against every baseline and LightGBM, over rolling cut-offs and seeds.
 
     python benchmarks/quality.py [--events PATH] [--items PATH] [--mapping YAML] \
-        [--cutoffs 12] [--seeds 3] [--json out.json]
+        [--cutoffs 12] [--seeds 3] [--json out.json] [--cache DIR] [--models xgboost]
     python benchmarks/quality.py --synth 300000
+
+``--cache DIR`` keeps each cut-off's training set, holdout and baseline scores (most of
+the time outside the fits) and reads them back on the next run with the same data and
+settings (only the fit's settings may differ): for experiments on the rankers. The code
+is not part of the key: empty the folder after changing retrieval, features or labels.
 
 ``--events`` is anything ``ranking ingest`` reads: a contract file or folder, the
 MovieLens folder (the default: ../shared/data/ml-latest-small), or another layout with a
