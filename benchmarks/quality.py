@@ -2,8 +2,13 @@
 against every baseline and LightGBM, over rolling cut-offs and seeds.
 
     python benchmarks/quality.py [--events PATH] [--items PATH] [--mapping YAML] \
-        [--cutoffs 12] [--seeds 3] [--json out.json]
+        [--cutoffs 12] [--seeds 3] [--json out.json] [--cache DIR] [--models xgboost]
     python benchmarks/quality.py --synth 300000
+
+``--cache DIR`` keeps each cut-off's training set, holdout and baseline scores (most of
+the time outside the fits) and reads them back on the next run with the same data and
+settings (only the fit's settings may differ): for experiments on the rankers. The code
+is not part of the key: empty the folder after changing retrieval, features or labels.
 
 ``--events`` is anything ``ranking ingest`` reads: a contract file or folder, the
 MovieLens folder (the default: ../shared/data/ml-latest-small), or another layout with a
@@ -51,6 +56,7 @@ from ranking.evaluation.protocol import RollingProtocol, derive_protocol  # noqa
 from ranking.evaluation.retrieval import RECALL_AT, retrieval_recall, with_two_stages  # noqa: E402
 from ranking.features import snapshots as features  # noqa: E402
 from ranking.features import store  # noqa: E402
+from ranking.fingerprint import digest  # noqa: E402
 from ranking.ingest import synth  # noqa: E402
 from ranking.ingest.contract import ingest  # noqa: E402
 from ranking.ingest.sources import resolve_source  # noqa: E402
@@ -85,18 +91,21 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
     return settings, args.events.name
 
 
-def build_features(settings: Settings, protocol: RollingProtocol, workers: int = 1) -> Settings:
-    """Settings with the derived sections; feature snapshots for every cut-off; feast apply."""
+def derived_settings(settings: Settings, protocol: RollingProtocol, workers: int = 1) -> Settings:
+    """Settings with the sections the protocol derives from the data."""
     # The protocol rolls its own cut-offs: each one's test window is one query time.
-    settings = settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1},
-                                training={"retrieval_workers": workers})  # fmt: skip
+    return settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1},
+                            training={"retrieval_workers": workers})  # fmt: skip
+
+
+def build_features(settings: Settings, protocol: RollingProtocol) -> None:
+    """Feature snapshots for every cut-off; feast apply."""
     ranking_home.prepare(settings)
     features.build_feature_tables(settings.warehouse_path, settings.features_dir,
                                   protocol.as_of, settings.features.snapshot_every,
                                   settings.features.decay_half_life_days,
                                   first_snapshot=protocol.first_snapshot)  # fmt: skip
     store.apply_repo(settings)
-    return settings
 
 
 def long_rows(table: pd.DataFrame, **keys) -> list[dict]:
@@ -106,9 +115,30 @@ def long_rows(table: pd.DataFrame, **keys) -> list[dict]:
             if metric in REPORT_METRICS]  # fmt: skip
 
 
-def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
-               memo: store.FeatureMemo | None = None):  # fmt: skip
-    """Train and evaluate at one cut-off; long-format rows and facts about the cut-off.
+# Settings that change only the fits, not the training sets, the holdouts or the baselines.
+FIT_ONLY = {"seed": None, "training": ("n_estimators", "learning_rate", "max_depth",
+            "min_child_weight", "monotone_retrieval", "early_stopping_rounds", "device",
+            "retrieval_workers")}  # fmt: skip
+CACHE_VERSION = 1
+
+
+def cache_path(folder: Path, settings: Settings, times: dataset.SplitTimes) -> Path:
+    """Where one cut-off's training set, holdout and baseline scores are kept: named by
+    every setting that shapes them (not the fit's) and the split times. The code is not
+    in the key: delete the folder after changing retrieval, features or labels."""
+    dumped = settings.model_dump(mode="json")
+    dumped.pop("seed", None)
+    dumped.pop("home", None)  # a temporary folder per run
+    for key in FIT_ONLY["training"]:
+        dumped["training"].pop(key, None)
+    key = digest(CACHE_VERSION, dumped, times)
+    return folder / f"{times.test_start:%Y-%m-%d}-{key[:16]}.pkl"
+
+
+def build_cutoff(settings: Settings, times: dataset.SplitTimes,
+                 memo: store.FeatureMemo | None = None) -> tuple[dict, dict]:  # fmt: skip
+    """One cut-off's training set (through Feast), full-catalogue holdout with its
+    retrieval, and the seed-free baseline scores; and the seconds each part took.
 
     ``memo`` carries the feature rows already joined at earlier cut-offs (their expanding
     training windows share most query groups), so Feast joins only the new ones."""
@@ -117,7 +147,6 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
     frame, names = dataset.build_training_set(settings.warehouse_path, fs, settings, times, memo)
     phases = {"training_set": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    fit_train, fit_valid = dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid")
     candidates_test = dataset.split_rows(frame, "test")
     full = holdout.holdout_with_features(settings, fs, times, full_catalogue=True)[0]
     users = sorted(full["user_id"].unique())  # the holdout's retrieval, reused
@@ -129,19 +158,51 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
         base_cand = baselines.baseline_scores(con, settings, candidates_test, times.test_start)
     base_cand[RETRIEVAL_FUSION] = candidates_test[FUSED_SCORE].astype(float)
     phases["holdout_and_baselines"] = time.perf_counter() - t0
+    built = {"frame": frame, "names": names, "full": full, "retrieved": retrieved,
+             "base_full": base_full, "base_cand": base_cand}  # fmt: skip
+    return built, phases
+
+
+def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
+               memo: store.FeatureMemo | None = None, cache: Path | None = None,
+               learned: tuple[str, ...] = LEARNED):  # fmt: skip
+    """Train and evaluate at one cut-off; long-format rows and facts about the cut-off.
+
+    With ``cache``, the cut-off's training set, holdout and baselines are read from that
+    folder when an earlier run kept them there (see :func:`cache_path`), else kept."""
+    t0 = time.perf_counter()
+    path = cache_path(cache, settings, times) if cache else None
+    if path is not None and path.exists():
+        built = pd.read_pickle(path)
+        phases = {"cached": time.perf_counter() - t0}
+    else:
+        built, phases = build_cutoff(settings, times, memo)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.to_pickle(built, path)
+    frame, names, full, retrieved, base_full, base_cand = (
+        built[k] for k in ("frame", "names", "full", "retrieved", "base_full", "base_cand")
+    )
+    fit_train, fit_valid = dataset.split_rows(frame, "train"), dataset.split_rows(frame, "valid")
+    candidates_test = dataset.split_rows(frame, "test")
     t_fit = time.perf_counter()  # (t0 times each fit below)
     rows, queries, valid_ndcg = [], [], []
-    seconds, best = {m: 0.0 for m in LEARNED}, {m: [] for m in LEARNED}
+    seconds, best = {m: 0.0 for m in learned}, {m: [] for m in learned}
     cutoff = times.test_start.date().isoformat()
+    trainers = {"xgboost": train.train_ranker, "lightgbm": train.train_lightgbm}
+    t0 = time.perf_counter()
+    data = train.fit_data(fit_train, fit_valid, names)  # shared by every fit below
+    seconds["fit_data"] = time.perf_counter() - t0
     for seed in range(seeds):
         seeded = settings.updated(seed=seed)
         models = {}
-        for name, trainer in zip(LEARNED, (train.train_ranker, train.train_lightgbm), strict=True):
+        for name in learned:
             t0 = time.perf_counter()
-            models[name] = trainer(fit_train, fit_valid, names, seeded)
+            models[name] = trainers[name](fit_train, fit_valid, names, seeded, data)
             seconds[name] += time.perf_counter() - t0
             best[name].append(models[name].best_iteration)
-        valid_ndcg.append(float(getattr(models["xgboost"].model, "best_score", "nan")))
+        xgboost = models.get("xgboost")
+        valid_ndcg.append(float(getattr(xgboost and xgboost.model, "best_score", "nan")))
         on_full = {n: train.score(m.model, full, names) for n, m in models.items()}
         on_full = with_two_stages(retrieved, full, on_full) | base_full
         table = metrics.report(full, on_full, seed=seed)
@@ -222,7 +283,7 @@ def headline(summary: pd.DataFrame) -> dict:
     return {"xgboost_two_stage": model, "best_baseline": best, "best_baseline_ndcg": ndcg[best],
             "vs_best_baseline": model / ndcg[best], "most_popular": ndcg[MOST_POPULAR],
             "vs_most_popular": model / ndcg[MOST_POPULAR],
-            "lightgbm_two_stage": ndcg["lightgbm_two_stage"]}  # fmt: skip
+            "lightgbm_two_stage": ndcg.get("lightgbm_two_stage", float("nan"))}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                         "cores; the figures do not depend on it).")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--home", type=Path, help="Home folder (default: a temporary one).")
+    parser.add_argument("--cache", type=Path,
+                        help="Folder keeping each cut-off's training set, holdout and "
+                        "baselines; runs that change only the fits reuse them.")  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=LEARNED, default=list(LEARNED),
+                        help="Learned rankers to fit (default: both).")  # fmt: skip
     args = parser.parse_args(argv)
     quiet_libraries()
     if not args.synth and not args.events.exists():
@@ -255,19 +321,25 @@ def main(argv: list[str] | None = None) -> int:
         base, name = load(args, home)
         protocol = derive_protocol(base.warehouse_path, args.cutoffs, args.eval_share,
                                    args.train_windows)  # fmt: skip
-        settings = build_features(base, protocol, args.workers)
+        settings = derived_settings(base, protocol, args.workers)
+        cached = args.cache and all(cache_path(args.cache, settings, protocol.times(c)).exists()
+                                    for c in protocol.cutoffs)  # fmt: skip
+        if not cached:  # every cut-off kept: no feature snapshot or Feast join is needed
+            build_features(settings, protocol)
         prep_s = time.perf_counter() - t0
         rows, queries, infos = [], [], []
         memo = store.FeatureMemo()  # one feature service, tables fixed from here on
         for cutoff in protocol.cutoffs:
-            cut_rows, cut_queries, info = run_cutoff(settings, protocol.times(cutoff), args.seeds,
-                                                     memo)  # fmt: skip
+            times = protocol.times(cutoff)
+            cut_rows, cut_queries, info = run_cutoff(settings, times, args.seeds, memo,
+                                                     args.cache, tuple(args.models))  # fmt: skip
             rows += cut_rows
             queries += cut_queries
             infos.append(info)
             phases = ", ".join(f"{k} {v:.0f} s" for k, v in info["phase_s"].items())
             console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
-                          f"{info['train_groups']} training groups; {phases}")  # fmt: skip
+                          f"{info['train_groups']} training groups; XGBoost validation "
+                          f"NDCG@10 {info['xgboost_valid_ndcg']:.4f}; {phases}")  # fmt: skip
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -308,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     valid = [i["xgboost_valid_ndcg"] for i in infos]
     console.print(f"XGBoost validation NDCG@10 (before each cut-off, where hyper-parameters are "
                   f"chosen), mean over cut-offs: {sum(valid) / len(valid):.4f}")  # fmt: skip
-    phase_s = {k: round(sum(i["phase_s"][k] for i in infos)) for k in infos[0]["phase_s"]}
+    keys = dict.fromkeys(k for i in infos for k in i["phase_s"])  # cached or built
+    phase_s = {k: round(sum(i["phase_s"].get(k, 0.0) for i in infos)) for k in keys}
     console.print(f"seconds by phase, all cut-offs: preparation {prep_s:.0f}, {phase_s}")
-    train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in LEARNED}
+    train_s = {m: sum(i["train_s"][m] for i in infos) / max(1, args.seeds) for m in args.models}
+    train_s["fit_data (once per cut-off)"] = sum(i["train_s"]["fit_data"] for i in infos)
     console.print(f"training seconds per seed, all cut-offs: {train_s}; machine: {machine_line()}")
     if args.json:
 

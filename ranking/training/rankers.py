@@ -73,23 +73,64 @@ def _xy(frame: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, pd.Seri
     return ordered[features].astype("float32"), ordered["label"], ordered["group_id"]
 
 
-def _train_and_valid(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]):
-    """(x, y, qid) of both splits; both must have rows."""
+@dataclass
+class FitData:
+    """The train and validation splits as the libraries take them, made once and reused by
+    every fit on them (each seed, each model): ``(x, y, qid)`` per split, and XGBoost's
+    quantised matrices, built on first use (the validation one on the train one's bins)."""
+
+    features: list[str]
+    train: tuple[pd.DataFrame, pd.Series, pd.Series]
+    valid: tuple[pd.DataFrame, pd.Series, pd.Series]
+    _matrices: tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix] | None = None
+
+    def xgboost(self) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
+        if self._matrices is None:
+            (x, y, qid), (xv, yv, qv) = self.train, self.valid
+            train = xgb.QuantileDMatrix(x, y, qid=qid)
+            self._matrices = (train, xgb.QuantileDMatrix(xv, yv, qid=qv, ref=train))
+        return self._matrices
+
+
+def fit_data(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]) -> FitData:
+    """:class:`FitData` of both splits; both must have rows."""
     if train.empty or valid.empty:
         raise ValueError("training needs rows in both the train and the validation split")
-    return _xy(train, features), _xy(valid, features)
+    return FitData(features, _xy(train, features), _xy(valid, features))
+
+
+def _booster_params(params: dict) -> dict:
+    """The XGBRanker parameters under the names ``xgb.train`` takes (the round budget and
+    the stopping rule are its arguments, not parameters)."""
+    renamed = {"learning_rate": "eta", "random_state": "seed", "n_jobs": "nthread"}
+    skipped = {"n_estimators", "early_stopping_rounds"}
+    return {renamed.get(k, k): v for k, v in params.items() if k not in skipped}
 
 
 def train_ranker(
-    train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    data: FitData | None = None,
 ) -> TrainedRanker:
-    """Fit on ``train``, stop early on ``valid`` NDCG@10."""
+    """Fit on ``train``, stop early on ``valid`` NDCG@10 (``data``: the same splits already
+    prepared by :func:`fit_data`, to share them between fits)."""
     params = ranker_params(settings, features)
-    model = xgb.XGBRanker(**params, callbacks=[_Rounds(params["n_estimators"])])
-    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
-    model.fit(x, y, qid=qid, eval_set=[(xv, yv)], eval_qid=[qv], verbose=False)
-    model.set_params(callbacks=None)  # the logged model carries no callback
-    done = model.get_booster().num_boosted_rounds()
+    data = data or fit_data(train, valid, features)
+    dtrain, dvalid = data.xgboost()
+    booster = xgb.train(
+        _booster_params(params),
+        dtrain,
+        num_boost_round=params["n_estimators"],
+        evals=[(dvalid, "validation_0")],
+        early_stopping_rounds=params["early_stopping_rounds"],
+        callbacks=[_Rounds(params["n_estimators"])],
+        verbose_eval=False,
+    )
+    model = xgb.XGBRanker(**params)  # the scikit-learn face the registry logs and loads
+    model.load_model(bytearray(booster.save_raw("ubj")))
+    done = booster.num_boosted_rounds()
     progress.advance(FIT_STEP, done, done)  # stopped early: the bar ends where the fit did
     best = int(getattr(model, "best_iteration", params["n_estimators"] - 1))
     return TrainedRanker(model=model, features=features, best_iteration=best, params=params)
@@ -150,14 +191,19 @@ def _group_sizes(qid: pd.Series) -> np.ndarray:
 
 
 def train_lightgbm(
-    train: pd.DataFrame, valid: pd.DataFrame, features: list[str], settings: Settings
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: list[str],
+    settings: Settings,
+    data: FitData | None = None,
 ) -> TrainedRanker:
     """The peer model: LightGBM ``lambdarank`` on the same rows, features and stopping rule."""
     import lightgbm as lgb  # the peer model only: its import (1 s with sklearn) stays off serving
 
     params = lightgbm_params(settings, features)
     model = lgb.LGBMRanker(**params)
-    (x, y, qid), (xv, yv, qv) = _train_and_valid(train, valid, features)
+    data = data or fit_data(train, valid, features)
+    (x, y, qid), (xv, yv, qv) = data.train, data.valid
     model.fit(
         x,
         y.astype(int),

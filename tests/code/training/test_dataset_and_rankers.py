@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from ranking.evaluation import metrics as evaluate
 from ranking.ingest.contract import ingest
@@ -259,3 +260,29 @@ def test_feature_importance_counts_only_the_trees_prediction_uses(settings: Sett
     every_tree = booster.get_score(importance_type="total_gain")
     assert used.sum() < sum(every_tree.values())
     assert used.index[0] == "signal"
+
+
+def test_fits_sharing_prepared_splits_equal_fits_that_prepare_their_own(
+    settings: Settings,
+) -> None:
+    """The benchmark prepares a cut-off's splits once for every seed and both models: the
+    models must be the ones each fit would make on its own, and stop where they stopped."""
+    rng = np.random.default_rng(2)
+    fit, valid, test = (_synthetic(g, f, rng) for g, f in ((150, 0), (40, 150), (80, 190)))
+    features = ["signal", "noise"]
+    data = train.fit_data(fit, valid, features)
+    for seed in (0, 1):
+        seeded = settings.updated(seed=seed, training={"n_estimators": 60,
+                                                       "early_stopping_rounds": 5})  # fmt: skip
+        for trainer in (train.train_ranker, train.train_lightgbm):
+            alone = trainer(fit, valid, features, seeded)
+            shared = trainer(fit, valid, features, seeded, data)
+            assert shared.best_iteration == alone.best_iteration
+            np.testing.assert_array_equal(
+                train.score(shared.model, test, features), train.score(alone.model, test, features)
+            )
+    xgboost = train.train_ranker(fit, valid, features, settings, data).model
+    assert isinstance(xgboost, xgb.XGBRanker)  # what the registry logs and serving loads
+    assert xgboost.best_score > 0.8 and xgboost.get_booster().feature_names == features
+    with pytest.raises(ValueError):
+        train.fit_data(fit, valid.iloc[:0], features)
