@@ -119,6 +119,7 @@ def train_ranker(
     params = ranker_params(settings, features)
     data = data or fit_data(train, valid, features)
     dtrain, dvalid = data.xgboost()
+    history: dict = {}
     booster = xgb.train(
         _booster_params(params),
         dtrain,
@@ -126,10 +127,12 @@ def train_ranker(
         evals=[(dvalid, "validation_0")],
         early_stopping_rounds=params["early_stopping_rounds"],
         callbacks=[_Rounds(params["n_estimators"])],
+        evals_result=history,
         verbose_eval=False,
     )
     model = xgb.XGBRanker(**params)  # the scikit-learn face the registry logs and loads
     model.load_model(bytearray(booster.save_raw("ubj")))
+    model.evals_result_ = history  # what XGBRanker.fit keeps: the validation curve logged
     done = booster.num_boosted_rounds()
     progress.advance(FIT_STEP, done, done)  # stopped early: the bar ends where the fit did
     best = int(getattr(model, "best_iteration", params["n_estimators"] - 1))
