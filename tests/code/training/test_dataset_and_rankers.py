@@ -284,5 +284,7 @@ def test_fits_sharing_prepared_splits_equal_fits_that_prepare_their_own(
     xgboost = train.train_ranker(fit, valid, features, settings, data).model
     assert isinstance(xgboost, xgb.XGBRanker)  # what the registry logs and serving loads
     assert xgboost.best_score > 0.8 and xgboost.get_booster().feature_names == features
+    curve = xgboost.evals_result()["validation_0"]["ndcg@10"]  # the run logs it by round
+    assert len(curve) == xgboost.get_booster().num_boosted_rounds()
     with pytest.raises(ValueError):
         train.fit_data(fit, valid.iloc[:0], features)
