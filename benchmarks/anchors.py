@@ -124,3 +124,15 @@ def pit_differences(feast_frame: pd.DataFrame, asof_frame: pd.DataFrame) -> str:
     y = b[columns].to_numpy(dtype=np.float32)
     differ = ~((x == y) | (np.isnan(x) & np.isnan(y)))
     return f"{int(differ.sum()):,} of {differ.size:,}"
+
+
+def rows_differing(a: Path, b: Path) -> int:
+    """Rows of either Parquet file missing from the other (as multisets): 0 when equal."""
+    con = duckdb.connect()
+    try:
+        one_way = "SELECT count(*) FROM (SELECT * FROM read_parquet(?) EXCEPT ALL " \
+                  "SELECT * FROM read_parquet(?))"  # fmt: skip
+        return sum(con.execute(one_way, [str(x), str(y)]).fetchall()[0][0]
+                   for x, y in ((a, b), (b, a)))  # fmt: skip
+    finally:
+        con.close()

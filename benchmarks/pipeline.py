@@ -3,6 +3,7 @@
     python benchmarks/pipeline.py --events 1000000 [--anchors] [--json out.json] [--home DIR]
         [--profile shared]   # Redis, PostgreSQL: infra/services.sh up first
         [--no-training]      # stop after materialize (the online store's figures)
+        [--dask-workers 2 --feature-partitions 4]   # the feature build on Dask as well
 
 Stages run through the library (the same functions the Prefect flows call) in one
 process, on a fresh home folder, so each figure is the stage's own cost without the
@@ -14,6 +15,12 @@ stage's engine needs for the same rows) and the table shows the ratio; anchors c
 neither the total nor the peak. Targets at 1M events on 2 cores: ingest + features <=
 30 s, whole pipeline <= 3 min, peak RSS <= 3 GB; issue 14's ratios: features <= 10x,
 point-in-time <= 2x, materialize >= 100k entity rows/s.
+
+With ``--dask-workers W``, the feature build also runs in ``--feature-partitions P`` parts
+per entity on a ``dask.distributed`` LocalCluster of W one-thread worker processes (what
+the features flow does with ``scale.feature_partitions``), its files are checked row for
+row against the single-process build's, and the workers' peak RSS is printed: the
+memory one part needs.
 """
 
 from __future__ import annotations
@@ -97,7 +104,8 @@ class StageResult:
 
 
 def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = False,
-        profile: str = "embedded", training: bool = True) -> list[StageResult]:  # fmt: skip
+        profile: str = "embedded", training: bool = True, dask_workers: int = 0,
+        feature_partitions: int = 4) -> list[StageResult]:  # fmt: skip
     import duckdb
 
     from ranking import home as ranking_home
@@ -146,6 +154,29 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
                                               settings.features.decay_half_life_days)  # fmt: skip
         state["build"] = build
         return sum(build.rows.values())
+
+    def compute_on_dask() -> int:  # the same build in parts on a local Dask cluster
+        from distributed import Client, LocalCluster
+
+        from ranking.features import partitions
+
+        parted = get_settings(home=home / "dask-home")
+        parted.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        parted.warehouse_path.symlink_to(settings.warehouse_path)
+        plan = partitions.plan_partitions(feature_partitions)
+        cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # fmt: skip
+        with cluster, Client(cluster) as client:
+            first = partitions.first_event(settings.warehouse_path, end)
+            futures = client.map(partitions.compute_partition, [parted] * len(plan), plan,
+                                 [end] * len(plan), [first] * len(plan), pure=False)  # fmt: skip
+            built = partitions.combine_partitions(parted.features_dir, plan, client.gather(futures))
+            worker_mb = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        state["dask_worker_peak_mb"] = {w: kb / 1024 for w, kb in worker_mb.items()}
+        state["dask_differences"] = sum(anchors.rows_differing(
+            f.parquet_path(settings.features_dir), f.parquet_path(parted.features_dir))
+            for f in families.FAMILIES)  # fmt: skip
+        return sum(built.rows.values())
 
     def apply() -> int:
         store.apply_repo(settings)
@@ -229,6 +260,8 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
         ("generate", generate, None),
         ("ingest", load, ingest_anchor),
         ("features", compute, features_anchor),
+        *([(f"features on Dask ({feature_partitions} parts per entity, {dask_workers} "
+            f"workers)", compute_on_dask, None)] if dask_workers else []),
         ("feast apply", apply, None),
         ("materialize (entity rows, newest snapshot)", materialize, materialize_anchor),
         ("materialize, unchanged", materialize_unchanged, None),
@@ -238,6 +271,10 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
            ("train", fit, fit_anchor)] if training else []),
     ]:  # fmt: skip
         stage(name, fn, anchor)
+    if dask_workers:
+        peaks = ", ".join(f"{mb:,.0f}" for mb in state["dask_worker_peak_mb"].values())
+        print(f"Dask workers' peak RSS (MB): {peaks}; rows where the Dask build and the "
+              f"single-process build differ: {state['dask_differences']}")  # fmt: skip
     if with_anchors and training:
         print(f"point-in-time values where the ASOF JOIN and Feast differ: "
               f"{state['pit_differences']}")  # fmt: skip
@@ -256,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=["embedded", "shared"], default="embedded",
                         help="shared: Feast online on Redis, registry in PostgreSQL "
                         "(RANKING_SERVICES__* ports, infra/services.sh up first).")  # fmt: skip
+    parser.add_argument("--dask-workers", type=int, default=0,
+                        help="Also build the features in parts on a local Dask cluster "
+                        "of this many workers (0: not).")  # fmt: skip
+    parser.add_argument("--feature-partitions", type=int, default=4,
+                        help="Parts per entity for the Dask feature build.")  # fmt: skip
     parser.add_argument("--no-training", action="store_true",
                         help="Stop after materialize (the online store's figures).")  # fmt: skip
     args = parser.parse_args(argv)
@@ -268,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         results = run(args.events, args.days, home, args.seed, args.anchors, args.profile,
-                      not args.no_training)  # fmt: skip
+                      not args.no_training, args.dask_workers,
+                      args.feature_partitions)  # fmt: skip
         total = time.perf_counter() - t0 - sum(r.anchor_seconds or 0.0 for r in results)
     finally:
         if args.home is None:

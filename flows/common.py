@@ -10,7 +10,15 @@ from ranking.ingest.profile import default_as_of, fit_settings, profile_of
 from ranking.settings import Settings
 from ranking.times import floor_to, parse_time
 
-__all__ = ["floor_to", "flow_settings", "parse_time", "retrying", "run_as_of", "utc_now"]
+__all__ = [
+    "dask_task_runner",
+    "floor_to",
+    "flow_settings",
+    "parse_time",
+    "retrying",
+    "run_as_of",
+    "utc_now",
+]
 
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
@@ -48,3 +56,15 @@ def retrying(times: int) -> dict:
         "retry_delay_seconds": 5,
         "retry_condition_fn": retry_unless_bad_input,
     }
+
+
+def dask_task_runner(settings: Settings):
+    """Prefect's Dask task runner: on the cluster at ``scale.dask_address``, else on a local
+    cluster of ``scale.dask_workers`` processes started for the flow run and stopped after."""
+    from prefect_dask import DaskTaskRunner  # imported only by the runs that fan out
+
+    if settings.scale.dask_address:
+        return DaskTaskRunner(address=settings.scale.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": settings.scale.dask_workers,
+                                          "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})  # fmt: skip

@@ -6,15 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC
 
-from prefect import flow, task
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import flow_settings, parse_time, retrying, run_as_of, utc_now
-from ranking.features import registration, store
-from ranking.features.build import build_all_families
+from flows.common import dask_task_runner, flow_settings, parse_time, retrying, run_as_of, utc_now
+from ranking.features import partitions, registration, store
+from ranking.features.build import (
+    build_all_families,
+    build_inputs,
+    finish_build,
+    reused_build,
+)
 from ranking.features.definitions import FeatureDefinition
 from ranking.features.snapshots import FeatureBuild
+from ranking.features.specs import Partition
 from ranking.features.validation import SqlLimits
 from ranking.retrieval.published import Publication, publish_candidates, unchanged_publication
 from ranking.settings import Settings
@@ -25,6 +31,42 @@ from ranking.warehouse import warehouse
 def compute(settings: Settings, as_of_iso: str, force: bool = False) -> FeatureBuild:
     """Built-in families, then every registered family on the same snapshot grid."""
     return build_all_families(settings, parse_time(as_of_iso, utc_now()), force)
+
+
+@task
+def plan_build(settings: Settings, as_of_iso: str, force: bool) -> tuple[str, FeatureBuild | None]:
+    """The build's inputs digest, and the build to reuse when nothing changed."""
+    inputs = build_inputs(settings, parse_time(as_of_iso, utc_now()))
+    return inputs, None if force else reused_build(settings, inputs)
+
+
+@task
+def compute_part(settings: Settings, as_of_iso: str, part: Partition, first_event) -> FeatureBuild:
+    """One part of one entity's families, by DuckDB on the worker that runs the task."""
+    return partitions.compute_partition(settings, part, parse_time(as_of_iso, utc_now()),
+                                        first_event)  # fmt: skip
+
+
+@task
+def combine(settings: Settings, as_of_iso: str, parts: list[Partition],
+            built: list[FeatureBuild], inputs: str) -> FeatureBuild:  # fmt: skip
+    """The parts as one file per family, then the registered families and the stamp."""
+    build = partitions.combine_partitions(settings.features_dir, parts, built)
+    return finish_build(settings, parse_time(as_of_iso, utc_now()), build, inputs)
+
+
+@flow(name="build-features-partitioned", log_prints=True, validate_parameters=False)
+def partitioned_features_flow(settings: Settings, as_of_iso: str, force: bool = False
+                              ) -> FeatureBuild:  # fmt: skip
+    """The built-in families in ``scale.feature_partitions`` parts per entity, each part a
+    task on the flow's task runner (Dask, from the features flow); then as ``compute``."""
+    inputs, kept = plan_build(settings, as_of_iso, force)
+    if kept is not None:
+        return kept
+    parts = partitions.plan_partitions(settings.scale.feature_partitions)
+    first = partitions.first_event(settings.warehouse_path, parse_time(as_of_iso, utc_now()))
+    built = compute_part.map(unmapped(settings), as_of_iso, parts, unmapped(first)).result()
+    return combine(settings, as_of_iso, parts, built, inputs)
 
 
 @task(**retrying(2))
@@ -62,7 +104,11 @@ def features_flow(
     last run are skipped, unless ``force``."""
     settings = flow_settings(home)
     as_of_dt = run_as_of(settings, as_of)
-    build = compute(settings, as_of_dt.isoformat(), force)
+    if settings.scale.feature_partitions > 1:  # past one process: the parts on Dask
+        on_dask = partitioned_features_flow.with_options(task_runner=dask_task_runner(settings))
+        build = on_dask(settings, as_of_dt.isoformat(), force)
+    else:
+        build = compute(settings, as_of_dt.isoformat(), force)
     apply(settings)
     materialize(settings, build, force)
     published = publish_retrieval(settings, build, force)

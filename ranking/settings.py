@@ -283,6 +283,22 @@ class ServingSettings(_Section):
                                "place shows one of the next k eligible items (0 off).")  # fmt: skip
 
 
+class ScaleSettings(_Section):
+    """Fan-out past one process, on Dask (Prefect's Dask task runner): off by default."""
+
+    feature_partitions: int = Field(
+        default=1, ge=1, description="Parts the feature build splits the events into (by a "
+        "hash of the user, or of the item for item features), each computed by DuckDB as its "
+        "own Prefect task on Dask; 1: one process, no Dask.",
+    )  # fmt: skip
+    dask_address: str | None = Field(
+        default=None, description="Scheduler of a running Dask cluster (tcp://host:8786); "
+        "unset: a local cluster of dask_workers processes, started for the run.",
+    )  # fmt: skip
+    dask_workers: int = Field(default=2, ge=1, description="Worker processes of the local "
+                              "Dask cluster (one thread each).")  # fmt: skip
+
+
 class Settings(BaseSettings):
     """Configuration for every stage, one nested section per stage."""
 
@@ -317,6 +333,7 @@ class Settings(BaseSettings):
     )
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     services: ServicesSettings = Field(default_factory=ServicesSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     @field_validator("home", "feature_repo")
     @classmethod

@@ -83,6 +83,18 @@ def warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCo
         con.close()
 
 
+@contextmanager
+def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB held to the warehouse's memory limit (spilling beyond it)."""
+    config = {"memory_limit": MEMORY_LIMIT, "temp_directory": _spill_directory()}
+    con = duckdb.connect(config=config)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
 def _log_wait(message: str) -> None:
     logging.getLogger(__name__).warning(message)
 

@@ -32,23 +32,24 @@ def build_inputs(settings: Settings, as_of: datetime) -> str:
     )
 
 
-def build_all_families(settings: Settings, as_of: datetime, force: bool = False) -> FeatureBuild:
-    """Snapshots of every family up to ``as_of``; row counts per family and the grid.
-
-    When the inputs are those of the build that wrote the snapshots (:func:`build_inputs`)
-    and its files are all there, that build is returned and nothing is written (unless
-    ``force``)."""
-    inputs = build_inputs(settings, as_of)
+def reused_build(settings: Settings, inputs: str) -> FeatureBuild | None:
+    """The build that wrote the snapshots, when its inputs were ``inputs`` (see
+    :func:`build_inputs`) and its files are all there; else None (a build is due)."""
     stamp = settings.features_dir / STAMP
-    if stamp.exists() and not force:
+    if stamp.exists():
         kept = json.loads(stamp.read_text())
         if kept["inputs"] == inputs and all(
             (settings.features_dir / f"{name}.parquet").exists() for name in kept["rows"]
         ):
             snapshots = [datetime.fromisoformat(t) for t in kept["snapshots"]]
             return FeatureBuild(kept["rows"], snapshots, reused=True, inputs=inputs)
-    stamp.unlink(missing_ok=True)  # a build stopped half-way leaves no stamp to trust
-    build = build_feature_tables(
+    return None
+
+
+def build_builtin(settings: Settings, as_of: datetime) -> FeatureBuild:
+    """The built-in families' snapshots up to ``as_of``, in this process."""
+    (settings.features_dir / STAMP).unlink(missing_ok=True)  # a stopped build leaves none
+    return build_feature_tables(
         settings.warehouse_path,
         settings.features_dir,
         as_of,
@@ -56,6 +57,13 @@ def build_all_families(settings: Settings, as_of: datetime, force: bool = False)
         settings.features.decay_half_life_days,
         first_snapshot=first_snapshot(as_of, settings.features.history_days),
     )
+
+
+def finish_build(
+    settings: Settings, as_of: datetime, build: FeatureBuild, inputs: str
+) -> FeatureBuild:
+    """Every registered family on the built-in families' grid, then the stamp that lets
+    a rerun on the same ``inputs`` (read before the build began) reuse the whole build."""
     build.rows |= compute_registered(
         settings.definitions_dir,
         settings.warehouse_path,
@@ -66,5 +74,17 @@ def build_all_families(settings: Settings, as_of: datetime, force: bool = False)
     )
     build.inputs = inputs
     snapshots = [t.isoformat() for t in build.snapshots]
-    stamp.write_text(json.dumps({"inputs": inputs, "rows": build.rows, "snapshots": snapshots}))
+    stamp = settings.features_dir / STAMP
+    stamp.write_text(json.dumps({"inputs": build.inputs, "rows": build.rows,
+                                 "snapshots": snapshots}))  # fmt: skip
     return build
+
+
+def build_all_families(settings: Settings, as_of: datetime, force: bool = False) -> FeatureBuild:
+    """Snapshots of every family up to ``as_of``; row counts per family and the grid.
+
+    An unchanged rerun returns the build that wrote the snapshots and writes nothing
+    (:func:`reused_build`), unless ``force``."""
+    inputs = build_inputs(settings, as_of)
+    kept = None if force else reused_build(settings, inputs)
+    return kept or finish_build(settings, as_of, build_builtin(settings, as_of), inputs)

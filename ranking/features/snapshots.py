@@ -17,7 +17,7 @@ import duckdb
 
 from ranking import progress
 from ranking.features.families import FAMILIES
-from ranking.features.specs import FeatureFamily, FeatureSpec
+from ranking.features.specs import FeatureFamily, FeatureSpec, Partition
 from ranking.schema import POSITIVE_SQL_LIST, UNKNOWN_CATEGORY
 from ranking.warehouse import scalar, warehouse
 
@@ -32,15 +32,17 @@ SELECT e.user_id, e.item_id, e.event_type, e.event_timestamp, e.value, e.session
        time_bucket(INTERVAL '{{cadence_s}} seconds', e.event_timestamp, {_ORIGIN}) AS bucket,
        coalesce(i.primary_category, '{UNKNOWN_CATEGORY}') AS category
 FROM events e LEFT JOIN items i USING (item_id)
-WHERE e.event_timestamp < ?::TIMESTAMP
+WHERE e.event_timestamp < ?::TIMESTAMP {{partition}}
 """
 
-#: The snapshot grid: every cadence boundary after the first bucket (or from the start
-#: of the history window) up to ``as_of``.
+#: The snapshot grid: every cadence boundary after the first bucket of all events (a
+#: partition's own first bucket may be later) or from the start of the history window,
+#: up to ``as_of``.
 _SNAPSHOTS_SQL = """
 CREATE OR REPLACE TEMP TABLE snapshots AS
 SELECT unnest(generate_series(
-    greatest((SELECT min(bucket) FROM ev) + INTERVAL '{cadence_s} seconds',
+    greatest(time_bucket(INTERVAL '{cadence_s} seconds', ?::TIMESTAMP, TIMESTAMP '1970-01-01')
+                 + INTERVAL '{cadence_s} seconds',
              time_bucket(INTERVAL '{cadence_s} seconds', ?::TIMESTAMP, TIMESTAMP '1970-01-01')),
     ?::TIMESTAMP, INTERVAL '{cadence_s} seconds')) AS ts
 """
@@ -63,7 +65,9 @@ _BUCKET_COUNTS = f"""
     max(event_timestamp) AS last_ts
 """
 
-_BUCKETS_SQL = f"""
+#: One table of per-bucket counts per entity: what the families of that entity read.
+_BUCKET_TABLES = {
+    "user_buckets": f"""
 CREATE OR REPLACE TEMP TABLE user_buckets AS
 WITH firsts AS (  -- the bucket in which the user first met each item (shown is not met)
     SELECT user_id, item_id, min(bucket) AS bucket FROM ev
@@ -73,14 +77,21 @@ WITH firsts AS (  -- the bucket in which the user first met each item (shown is 
 )
 SELECT a.*, coalesce(n.n_new_items, 0) AS n_new_items
 FROM (SELECT user_id, bucket, {_BUCKET_COUNTS} FROM ev GROUP BY user_id, bucket) a
-LEFT JOIN new_items n USING (user_id, bucket);
-
+LEFT JOIN new_items n USING (user_id, bucket)
+""",
+    "item_buckets": f"""
 CREATE OR REPLACE TEMP TABLE item_buckets AS
-SELECT item_id, bucket, {_BUCKET_COUNTS} FROM ev GROUP BY item_id, bucket;
-
+SELECT item_id, bucket, {_BUCKET_COUNTS} FROM ev GROUP BY item_id, bucket
+""",
+    "user_category_buckets": f"""
 CREATE OR REPLACE TEMP TABLE user_category_buckets AS
-SELECT user_id, category, bucket, {_BUCKET_COUNTS} FROM ev GROUP BY user_id, category, bucket;
-"""
+SELECT user_id, category, bucket, {_BUCKET_COUNTS} FROM ev GROUP BY user_id, category, bucket
+""",
+}
+
+#: The bucket table each entity's families read.
+BUCKETS_OF_ENTITY = {"user": "user_buckets", "item": "item_buckets",
+                     "user_category": "user_category_buckets"}  # fmt: skip
 
 #: Each bucket joined to every snapshot it lies wholly before, with its age and decay.
 _AT_SNAPSHOT_SQL = """
@@ -98,21 +109,37 @@ def prepare_buckets(
     cadence: timedelta,
     half_life_days: float = 7.0,
     first_snapshot: datetime | None = None,
+    partition: Partition | None = None,
+    first_event: datetime | None = None,
+    tables: set[str] | None = None,
 ) -> None:
-    """Bucket events, lay out the snapshot grid and the ``*_buckets_at`` views.
+    """Bucket events, lay out the snapshot grid and the ``*_buckets_at`` views (of
+    ``tables``; None: all three).
 
     Snapshots start at ``first_snapshot`` (aligned to the cadence) or one cadence after
-    the first event; aggregates always use the whole history before each snapshot.
+    the first event (``first_event``; None: the first event read); aggregates always use
+    the whole history before each snapshot. With ``partition``, only the events (and, for
+    the item entity, the catalogue items) whose key hashes to it are read: the grid must
+    then come from ``first_event`` of all events.
     """
     cadence_s = int(cadence.total_seconds())
     if cadence_s <= 0:
         raise ValueError("snapshot cadence must be positive")
-    con.execute(_EVENTS_SQL.format(cadence_s=cadence_s), [as_of])
+    where = "" if partition is None else f"AND {partition.condition('e')}"
+    con.execute(_EVENTS_SQL.format(cadence_s=cadence_s, partition=where), [as_of])
+    if partition is not None and partition.entity == "item":
+        # The item family lays its grid over the catalogue: only this partition's items.
+        db = scalar(con, "SELECT current_database()")
+        con.execute(f'CREATE OR REPLACE TEMP VIEW items AS SELECT * FROM "{db}".main.items i '
+                    f"WHERE {partition.condition('i')}")  # fmt: skip
+    if first_event is None:
+        first_event = scalar(con, "SELECT min(event_timestamp) FROM ev")
     start = first_snapshot or datetime(1970, 1, 1)
-    con.execute(_SNAPSHOTS_SQL.format(cadence_s=cadence_s), [start, as_of])
-    con.execute(_BUCKETS_SQL)
-    for table in ("user_buckets", "item_buckets", "user_category_buckets"):
-        con.execute(_AT_SNAPSHOT_SQL.format(table=table, half_life=float(half_life_days)))
+    con.execute(_SNAPSHOTS_SQL.format(cadence_s=cadence_s), [first_event, start, as_of])
+    for table, sql in _BUCKET_TABLES.items():
+        if tables is None or table in tables:
+            con.execute(sql)
+            con.execute(_AT_SNAPSHOT_SQL.format(table=table, half_life=float(half_life_days)))
 
 
 def _typed(spec: FeatureSpec) -> str:
@@ -133,14 +160,19 @@ def compute_features(
     half_life_days: float = 7.0,
     families: tuple[FeatureFamily, ...] = FAMILIES,
     first_snapshot: datetime | None = None,
+    partition: Partition | None = None,
+    first_event: datetime | None = None,
 ) -> dict[str, int]:
     """Compute every family's snapshots up to ``as_of`` and write one Parquet file each.
 
     ``as_of`` is naive UTC; events at or after it are ignored. Files are replaced
     atomically (written aside, then renamed). Returns the row count of each family.
+    With ``partition`` (see :func:`prepare_buckets`), ``families`` are those of its entity.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepare_buckets(con, as_of, cadence, half_life_days, first_snapshot)
+    tables = {BUCKETS_OF_ENTITY[f.entity] for f in families}
+    prepare_buckets(con, as_of, cadence, half_life_days, first_snapshot, partition, first_event,
+                    tables)  # fmt: skip
     if scalar(con, "SELECT count(*) FROM snapshots") == 0:
         raise ValueError(f"no events before {as_of:%Y-%m-%d %H:%M}: nothing to snapshot")
     rows: dict[str, int] = {}

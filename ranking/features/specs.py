@@ -21,6 +21,27 @@ ENTITY_KEYS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class Partition:
+    """Part ``index`` of ``count`` of one entity's events, split by a hash of its first
+    key (the user for user and user x category families, the item for item families):
+    every row of a family depends on one key's events only, so the parts' rows together
+    are the whole build's."""
+
+    entity: str
+    index: int
+    count: int
+
+    @property
+    def key(self) -> str:
+        return ENTITY_KEYS[self.entity][0]
+
+    def condition(self, alias: str) -> str:
+        """SQL that keeps ``alias``'s rows of this part (DuckDB's ``hash``: stable across
+        processes of one DuckDB version)."""
+        return f"hash({alias}.{self.key}) % {int(self.count)} = {int(self.index)}"
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """One feature: ``<entity>_<signal>_<window>`` name, Feast type name and meaning."""
 

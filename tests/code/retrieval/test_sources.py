@@ -172,8 +172,10 @@ def test_merge_keeps_each_item_once_with_its_sources(shop: Settings) -> None:
     for name, found in per_source.items():
         ranks = found.set_index(["user_id", "item_id"])["rank"].astype(float).sort_index()
         assert keyed[rank_column(name)].dropna().sort_index().to_dict() == ranks.to_dict()
-    # The embedding source proposes items other sources propose too: merged, not repeated.
-    assert any("embedding" in sources and len(sources) > 1 for sources in named)
+    # Items several sources propose are merged, not repeated. (Whether the embedding
+    # source is among them depends on ALS's floating point on six users: AMD and Intel
+    # CPUs differ here, so the rule-based sources' overlap is what is asserted.)
+    assert any(len(sources) > 1 for sources in named)
     # The other sources' exact output: the collaborative sources off (they propose i2 too).
     rule_based = shop.updated(retrieval={"embedding_budget": 0, "neighbours_budget": 0})
     with warehouse(shop.warehouse_path, read_only=True) as con:
