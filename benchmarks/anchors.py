@@ -126,13 +126,23 @@ def pit_differences(feast_frame: pd.DataFrame, asof_frame: pd.DataFrame) -> str:
     return f"{int(differ.sum()):,} of {differ.size:,}"
 
 
-def rows_differing(a: Path, b: Path) -> int:
-    """Rows of either Parquet file missing from the other (as multisets): 0 when equal."""
+def rows_differing(a: Path, b: Path, keys: list[str], features: list[str]) -> int:
+    """Rows of two feature files that differ: a (keys, timestamp) in one file only, or an
+    integer value not equal, or a float value off by more than 1e-9 relative (DuckDB's
+    parallel sums add doubles in no fixed order, so two runs of one build differ in the
+    last bits): 0 when the files hold the same rows."""
+    on = " AND ".join(f"x.{k} IS NOT DISTINCT FROM y.{k}" for k in [*keys, "event_timestamp"])
+    unequal = " OR ".join(
+        f"(x.{f} IS DISTINCT FROM y.{f} AND NOT coalesce(abs(x.{f} - y.{f}) <= "
+        f"1e-9 * greatest(abs(x.{f}), abs(y.{f}), 1e-300), false))"
+        for f in features
+    )
     con = duckdb.connect()
     try:
-        one_way = "SELECT count(*) FROM (SELECT * FROM read_parquet(?) EXCEPT ALL " \
-                  "SELECT * FROM read_parquet(?))"  # fmt: skip
-        return sum(con.execute(one_way, [str(x), str(y)]).fetchall()[0][0]
-                   for x, y in ((a, b), (b, a)))  # fmt: skip
+        return con.execute(
+            f"SELECT count(*) FROM read_parquet(?) x FULL JOIN read_parquet(?) y ON {on} "
+            f"WHERE x.event_timestamp IS NULL OR y.event_timestamp IS NULL OR {unequal}",
+            [str(a), str(b)],
+        ).fetchall()[0][0]
     finally:
         con.close()

@@ -88,6 +88,13 @@ class PeakRss:
         self._thread.join()
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since it started (VmHWM; getrusage's maximum survives the
+    exec that starts a Dask worker, so it would report the parent's peak)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+
 @dataclass
 class StageResult:
     stage: str
@@ -160,7 +167,7 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
 
         from ranking.features import partitions
 
-        parted = get_settings(home=home / "dask-home")
+        parted = settings.updated(home=home / "dask-home")  # the same fitted settings
         parted.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
         parted.warehouse_path.symlink_to(settings.warehouse_path)
         plan = partitions.plan_partitions(feature_partitions)
@@ -171,11 +178,11 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
             futures = client.map(partitions.compute_partition, [parted] * len(plan), plan,
                                  [end] * len(plan), [first] * len(plan), pure=False)  # fmt: skip
             built = partitions.combine_partitions(parted.features_dir, plan, client.gather(futures))
-            worker_mb = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        state["dask_worker_peak_mb"] = {w: kb / 1024 for w, kb in worker_mb.items()}
+            worker_kb = client.run(_peak_rss_kb)
+        state["dask_worker_peak_mb"] = {w: kb / 1024 for w, kb in worker_kb.items()}
         state["dask_differences"] = sum(anchors.rows_differing(
-            f.parquet_path(settings.features_dir), f.parquet_path(parted.features_dir))
-            for f in families.FAMILIES)  # fmt: skip
+            f.parquet_path(settings.features_dir), f.parquet_path(parted.features_dir),
+            list(f.entity_keys), f.feature_names) for f in families.FAMILIES)  # fmt: skip
         return sum(built.rows.values())
 
     def apply() -> int:

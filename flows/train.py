@@ -20,7 +20,7 @@ from ranking.publishing import aliases, gate, models
 from ranking.schema import MODEL_SCORER, TEST, TRAIN, VALID
 from ranking.serving import replay
 from ranking.settings import Settings
-from ranking.training import dataset, rankers, reuse, tracking
+from ranking.training import dataset, distributed, rankers, reuse, tracking
 from ranking.training.dataset import split_rows
 
 
@@ -99,7 +99,7 @@ def already_trained(settings: Settings, frame: pd.DataFrame) -> reuse.PreviousRu
 
 @task(cache_policy=NO_CACHE)
 def fit(settings: Settings, frame: pd.DataFrame, features: list[str]) -> rankers.TrainedRanker:
-    return rankers.train_ranker(
+    return distributed.fit_ranker(
         split_rows(frame, TRAIN), split_rows(frame, VALID), features, settings
     )
 

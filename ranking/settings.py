@@ -297,6 +297,8 @@ class ScaleSettings(_Section):
     )  # fmt: skip
     dask_workers: int = Field(default=2, ge=1, description="Worker processes of the local "
                               "Dask cluster (one thread each).")  # fmt: skip
+    train_on_dask: bool = Field(default=False, description="Train the ranker with "
+                                "xgboost.dask on the Dask cluster (same parameters).")  # fmt: skip
 
 
 class Settings(BaseSettings):
