@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,15 @@ class Services:
     env: dict[str, str]
     up_seconds: float
     up_lines: list[str]
+
+    def query(self, database: str, sql: str, *args) -> list[tuple]:
+        """Rows of ``sql`` on one of the services' PostgreSQL databases."""
+        import psycopg
+
+        c = self.config
+        with closing(psycopg.connect(host=c.host, port=c.postgres_port, user=c.postgres_user,
+                                     dbname=database)) as con:  # fmt: skip
+            return con.execute(sql, args).fetchall()
 
     def script(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(SCRIPT), command, str(self.folder)], env=os.environ | self.env,

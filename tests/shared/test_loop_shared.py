@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import closing
 from pathlib import Path
 
 import mlflow
-import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -52,13 +50,6 @@ def loop_run(shared_env, services: Services, tmp_path_factory: pytest.TempPathFa
     return fitted(home), paths, result
 
 
-def _query(services: Services, database: str, sql: str, *args) -> list[tuple]:
-    config = services.config
-    with closing(psycopg.connect(host=config.host, port=config.postgres_port,
-                                 user=config.postgres_user, dbname=database)) as con:  # fmt: skip
-        return con.execute(sql, args).fetchall()
-
-
 def test_loop_registers_a_champion_whose_version_lives_in_postgresql(
     loop_run, services: Services
 ) -> None:
@@ -66,11 +57,11 @@ def test_loop_registers_a_champion_whose_version_lives_in_postgresql(
     assert result.training.promoted
     assert result.training.champion_version == result.training.version == "1"
     name = settings.publishing.model_name
-    versions = _query(services, MLFLOW_DB,
-                      "SELECT version FROM model_versions WHERE name = %s", name)  # fmt: skip
+    versions = services.query(MLFLOW_DB, "SELECT version FROM model_versions WHERE name = %s",
+                              name)  # fmt: skip
     assert versions == [(1,)]
-    aliases = _query(services, MLFLOW_DB, "SELECT alias, version FROM registered_model_aliases "
-                     "WHERE name = %s", name)  # fmt: skip
+    aliases = services.query(MLFLOW_DB, "SELECT alias, version FROM registered_model_aliases "
+                             "WHERE name = %s", name)  # fmt: skip
     assert aliases == [(CHAMPION, 1)]
     # Nothing of MLflow, Feast's registry or its online store was written in the home.
     for local in ("mlflow/mlflow.db", "feast/registry.db", "feast/online_store.db"):
@@ -120,14 +111,14 @@ def test_online_features_are_read_back_from_redis(loop_run, services: Services) 
 def test_feasts_registry_is_in_postgresql(loop_run, services: Services) -> None:
     settings, _, _ = loop_run
     assert backends.feast_registry_file(settings) is None
-    rows = _query(services, FEAST_REGISTRY_DB, "SELECT feature_view_name FROM feature_views")
+    rows = services.query(FEAST_REGISTRY_DB, "SELECT feature_view_name FROM feature_views")
     views = {name for (name,) in rows}
     assert {"user_long_term", "item_stats", "user_category"} <= views
 
 
 def test_flow_runs_are_on_the_prefect_server_in_postgresql(loop_run, services: Services) -> None:
-    runs = _query(services, PREFECT_DB, "SELECT f.name, r.state_type FROM flow_run r "
-                  "JOIN flow f ON f.id = r.flow_id")  # fmt: skip
+    runs = services.query(PREFECT_DB, "SELECT f.name, r.state_type FROM flow_run r "
+                          "JOIN flow f ON f.id = r.flow_id")  # fmt: skip
     assert ("ranking-loop", "COMPLETED") in runs
     assert {"ingest-events", "build-features", "train-ranker"} <= {name for name, _ in runs}
 
@@ -153,9 +144,9 @@ def test_monitor_logs_its_run_against_the_champion_in_postgresql(
     assert outcome.model_version == result.training.version
     report = json.loads(Path(outcome.json_path).read_text())
     assert {"score", "category", "user_clicks_7d"} <= {f["name"] for f in report["features"]}
-    logged = _query(services, MLFLOW_DB, "SELECT t.value FROM tags t JOIN runs r USING (run_uuid) "
-                    "JOIN experiments e USING (experiment_id) WHERE e.name = 'ranking-monitoring' "
-                    "AND t.key = 'model_version'")  # fmt: skip
+    logged = services.query(MLFLOW_DB, "SELECT t.value FROM tags t JOIN runs r USING (run_uuid) "
+                            "JOIN experiments e USING (experiment_id) WHERE e.name = "
+                            "'ranking-monitoring' AND t.key = 'model_version'")  # fmt: skip
     assert (result.training.version,) in logged
 
 
