@@ -68,14 +68,21 @@ def _spill_directory() -> str:
     return os.path.join(tempfile.gettempdir(), f"ranking-duckdb-{os.getpid()}")
 
 
+def _config() -> dict:
+    """Every connection's: the memory limit and its own spill folder."""
+    return {"memory_limit": MEMORY_LIMIT, "temp_directory": _spill_directory()}
+
+
 @contextmanager
 def warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse (creating its tables) and close it afterwards."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": MEMORY_LIMIT, "temp_directory": _spill_directory()}
+    config = _config()
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
-        con.execute("SET TimeZone = 'UTC'")
+        # No progress bar of DuckDB's own: the CLI draws its bars, and a Dask worker's
+        # would flood its log.
+        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         if not read_only:
             con.execute(SCHEMA)
         yield con
@@ -86,10 +93,12 @@ def warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyCo
 @contextmanager
 def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB held to the warehouse's memory limit (spilling beyond it)."""
-    config = {"memory_limit": MEMORY_LIMIT, "temp_directory": _spill_directory()}
+    config = _config()
     con = duckdb.connect(config=config)
     try:
-        con.execute("SET TimeZone = 'UTC'")
+        # No progress bar of DuckDB's own: the CLI draws its bars, and a Dask worker's
+        # would flood its log.
+        con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         yield con
     finally:
         con.close()
