@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export RANKING_HOME ?= $(CURDIR)/.ranking
 
-.PHONY: demo test test-slow test-faults test-services test-shared lint format bench bench-quality bench-retrieval bench-drift lock clean venv
+.PHONY: demo test test-slow test-faults test-services test-shared test-scale test-loops lint format bench bench-quality bench-retrieval bench-drift lock clean venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,18 @@ test-faults: $(STAMP)
 
 # The team way to schedule on real services (127.0.0.1, a throwaway PREFECT_HOME):
 # prefect server start, a process work pool, prefect deploy --all, a worker, one run.
+# And the three UIs (Feast, MLflow, Prefect) started on free ports as `ranking ui` says.
 test-services: $(STAMP)
-	$(BIN)/pytest -m services -s tests/services
+	$(BIN)/pytest -m services -s tests/services tests/e2e/test_uis.py
+
+# The partitioned feature build through the features flow on a Dask LocalCluster.
+test-scale: $(STAMP)
+	$(BIN)/pytest -m scale tests
+
+# Whole loops: four generated logs of different shapes from ingest to a champion with
+# default settings, and the simulated audience's rounds through the flows (about 6 min).
+test-loops: $(STAMP)
+	$(BIN)/pytest -m loops tests
 
 # The shared profile on real services: infra/services.sh starts Redis, PostgreSQL and a
 # Prefect server on free ports in a throwaway folder, the e2e loop runs on them, then

@@ -31,6 +31,7 @@ source, the spread over cut-offs, timings and the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -63,12 +64,13 @@ from ranking.ingest.sources import resolve_source  # noqa: E402
 from ranking.retrieval.merge import FUSED_SCORE, retrieve_from  # noqa: E402
 from ranking.schema import HEADLINE_METRIC, MOST_POPULAR, REPORT_METRICS, RETRIEVAL_FUSION  # noqa: E402
 from ranking.settings import Settings, get_settings  # noqa: E402
-from ranking.training import dataset  # noqa: E402
+from ranking.training import dataset, distributed  # noqa: E402
 from ranking.training import rankers as train  # noqa: E402
 from ranking.training.retrieved import only_retrieved, with_retrieval_columns  # noqa: E402
 from ranking.warehouse import warehouse  # noqa: E402
 
-LEARNED = ("xgboost", "lightgbm")
+LEARNED = ("xgboost", "lightgbm", "xgboost_dask")
+DEFAULT_LEARNED = ("xgboost", "lightgbm")
 DEFAULT_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
 
@@ -165,11 +167,12 @@ def build_cutoff(settings: Settings, times: dataset.SplitTimes,
 
 def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
                memo: store.FeatureMemo | None = None, cache: Path | None = None,
-               learned: tuple[str, ...] = LEARNED):  # fmt: skip
+               learned: tuple[str, ...] = DEFAULT_LEARNED, client=None):  # fmt: skip
     """Train and evaluate at one cut-off; long-format rows and facts about the cut-off.
 
     With ``cache``, the cut-off's training set, holdout and baselines are read from that
-    folder when an earlier run kept them there (see :func:`cache_path`), else kept."""
+    folder when an earlier run kept them there (see :func:`cache_path`), else kept.
+    ``client``: the Dask cluster the ``xgboost_dask`` fits run on."""
     t0 = time.perf_counter()
     path = cache_path(cache, settings, times) if cache else None
     if path is not None and path.exists():
@@ -189,7 +192,12 @@ def run_cutoff(settings: Settings, times: dataset.SplitTimes, seeds: int,
     rows, queries, valid_ndcg = [], [], []
     seconds, best = {m: 0.0 for m in learned}, {m: [] for m in learned}
     cutoff = times.test_start.date().isoformat()
-    trainers = {"xgboost": train.train_ranker, "lightgbm": train.train_lightgbm}
+
+    def on_dask(tr, va, names, seeded, _data):  # xgboost.dask partitions the frames itself
+        return distributed.train_ranker_on_dask(tr, va, names, seeded, client)
+
+    trainers = {"xgboost": train.train_ranker, "lightgbm": train.train_lightgbm,
+                "xgboost_dask": on_dask}  # fmt: skip
     t0 = time.perf_counter()
     data = train.fit_data(fit_train, fit_valid, names)  # shared by every fit below
     seconds["fit_data"] = time.perf_counter() - t0
@@ -308,8 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path,
                         help="Folder keeping each cut-off's training set, holdout and "
                         "baselines; runs that change only the fits reuse them.")  # fmt: skip
-    parser.add_argument("--models", nargs="+", choices=LEARNED, default=list(LEARNED),
-                        help="Learned rankers to fit (default: both).")  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=LEARNED, default=list(DEFAULT_LEARNED),
+                        help="Learned rankers to fit (default: xgboost and lightgbm; "
+                        "xgboost_dask: the same XGBoost fitted by xgboost.dask on a local "
+                        "Dask cluster, to compare with the in-process fit).")  # fmt: skip
+    parser.add_argument(
+        "--dask-workers",
+        type=int,
+        default=2,
+        help="Workers of the local Dask cluster for xgboost_dask.",
+    )
     args = parser.parse_args(argv)
     quiet_libraries()
     if not args.synth and not args.events.exists():
@@ -329,17 +345,23 @@ def main(argv: list[str] | None = None) -> int:
         prep_s = time.perf_counter() - t0
         rows, queries, infos = [], [], []
         memo = store.FeatureMemo()  # one feature service, tables fixed from here on
-        for cutoff in protocol.cutoffs:
-            times = protocol.times(cutoff)
-            cut_rows, cut_queries, info = run_cutoff(settings, times, args.seeds, memo,
-                                                     args.cache, tuple(args.models))  # fmt: skip
-            rows += cut_rows
-            queries += cut_queries
-            infos.append(info)
-            phases = ", ".join(f"{k} {v:.0f} s" for k, v in info["phase_s"].items())
-            console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
-                          f"{info['train_groups']} training groups; XGBoost validation "
-                          f"NDCG@10 {info['xgboost_valid_ndcg']:.4f}; {phases}")  # fmt: skip
+        with contextlib.ExitStack() as stack:  # one Dask cluster for every cut-off's fits
+            client = None
+            if "xgboost_dask" in args.models:
+                scaled = settings.updated(scale={"dask_workers": args.dask_workers})
+                client = stack.enter_context(distributed.dask_client(scaled))
+            for cutoff in protocol.cutoffs:
+                times = protocol.times(cutoff)
+                cut_rows, cut_queries, info = run_cutoff(settings, times, args.seeds, memo,
+                                                         args.cache, tuple(args.models),
+                                                         client)  # fmt: skip
+                rows += cut_rows
+                queries += cut_queries
+                infos.append(info)
+                phases = ", ".join(f"{k} {v:.0f} s" for k, v in info["phase_s"].items())
+                console.print(f"cut-off {info['cutoff']}: {info['test_queries']} test queries, "
+                              f"{info['train_groups']} training groups; XGBoost validation "
+                              f"NDCG@10 {info['xgboost_valid_ndcg']:.4f}; {phases}")  # fmt: skip
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -372,6 +394,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{head['vs_most_popular']:.2f} x most popular ({head['most_popular']:.4f}; target >= "
         f"2); LightGBM two stages {head['lightgbm_two_stage']:.4f}"
     )
+    if "xgboost_dask" in args.models:  # the same model fitted by xgboost.dask
+        full = summary[(summary["mode"] == "full") & (summary["metric"] == HEADLINE_METRIC)]
+        cells = full.set_index("model").loc[["xgboost_two_stage", "xgboost_dask_two_stage"]]
+        (local, local_sd), (dask, dask_sd) = cells[["mean", "sd"]].itertuples(index=False)
+        head["xgboost_dask_two_stage"] = dask
+        head["dask_within_one_sd"] = bool(abs(dask - local) <= max(local_sd, dask_sd))
+        console.print(
+            f"xgboost.dask ({args.dask_workers} workers) two stages NDCG@10 {dask:.4f} ± "
+            f"{dask_sd:.4f} against {local:.4f} ± {local_sd:.4f} in process: difference "
+            f"{dask - local:+.4f}, within one sd: {head['dask_within_one_sd']}"
+        )
     others = [head["best_baseline"], MOST_POPULAR, "lightgbm_two_stage"]
     comparisons = paired_against(pd.DataFrame(queries), "xgboost_two_stage", others)
     console.print("Paired per query (NDCG@10, each query averaged over the seeds):")

@@ -22,7 +22,7 @@ from ranking.ingest.profile import profile_of
 from ranking.settings import get_settings
 from tests.conftest import END, NOW
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.loops]
 
 #: The generated audience's span; each shape re-times it onto its own.
 SPAN = timedelta(days=28)

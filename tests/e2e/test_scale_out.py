@@ -26,7 +26,7 @@ from ranking.ingest.contract import ingest
 from ranking.settings import get_settings
 from tests.conftest import END, NOW, fitted
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.scale]
 
 
 async def _part_runs() -> list:

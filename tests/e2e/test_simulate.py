@@ -18,7 +18,7 @@ from ranking.simulation.closed_loop import SIMULATION_DIR, read_logged
 from ranking.simulation.report import SIMULATION_EXPERIMENT
 from ranking.training import tracking
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.loops]
 
 
 @pytest.fixture(scope="module")

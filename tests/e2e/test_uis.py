@@ -21,7 +21,7 @@ from ranking.home import ensure_dirs
 from ranking.settings import Settings, get_settings
 from ranking.training import tracking
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
 #: How long a UI may take to answer on a loaded 2-core machine (Prefect's server: ~11 s).
 STARTUP_SECONDS = 120

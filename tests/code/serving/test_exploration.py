@@ -44,7 +44,7 @@ def test_the_probabilities_at_a_place_sum_to_one(k: int, pool: int) -> None:
 def test_propensities_are_how_often_items_are_shown_there() -> None:
     rng = np.random.default_rng(3)
     counts: Counter = Counter()
-    draws = 20_000
+    draws = 5_000  # the frequencies' sd is at most 0.007 here: 0.015 is over 2 sd
     for _ in range(draws):
         shown = explore(TOP, POOL, 0.3, rng)
         assert shown["item_id"].is_unique
@@ -56,7 +56,7 @@ def test_propensities_are_how_often_items_are_shown_there() -> None:
     assert (keep, each) == pytest.approx((0.7, 0.075))
     for (j, item, p), n in counts.items():
         assert p == (keep if item == TOP["item_id"][j] else each)
-        assert n / draws == pytest.approx(p, abs=0.01)  # the propensity is the frequency
+        assert n / draws == pytest.approx(p, abs=0.015)  # the propensity is the frequency
     assert {item for (_, item, _) in counts} == set("abcpqrs")
 
 
