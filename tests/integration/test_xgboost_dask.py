@@ -35,3 +35,18 @@ def test_dask_ranker_matches_the_in_process_one(settings: Settings) -> None:
         ndcg[name] = evaluate.ranking_metrics(scored, "score")["ndcg@10"]
     assert ndcg["dask"] > ndcg["random"] + 0.2, ndcg
     assert ndcg["dask"] == pytest.approx(ndcg["alone"], abs=0.03), ndcg
+
+
+def test_no_query_group_spans_two_partitions() -> None:
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 40, size=101)  # uneven groups: row-count cuts would split some
+    qid = pd.Series(np.repeat(np.arange(101), sizes))
+    x = pd.DataFrame({"f": rng.random(len(qid), dtype="float32")})
+    y = pd.Series(rng.integers(0, 2, len(qid)))
+    parts_x, parts_y, parts_q = distributed._partitioned((x, y, qid), 4)
+    assert parts_q.npartitions > 1
+    groups = [set(part.compute()) for part in parts_q.to_delayed()]
+    assert sum(len(g) for g in groups) == 101  # each query in exactly one partition
+    assert parts_q.compute().is_monotonic_increasing  # XGBoost takes qid sorted
+    assert parts_x.compute()["f"].tolist() == x["f"].tolist()  # rows and order kept
+    assert parts_y.compute().tolist() == y.tolist()
