@@ -107,6 +107,29 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
+def run_features_deployment(api: str, env: dict[str, str], services: Services,
+                            cwd: Path) -> tuple[dict, float]:  # fmt: skip
+    """Start a process worker on the ``ranking`` pool, trigger the features deployment and
+    wait for the run's final state: the run as the API shows it, and the seconds from the
+    trigger."""
+    services.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "ranking"],
+                   cwd)  # fmt: skip
+    started = time.monotonic()
+    out = _run([str(BIN / "prefect"), "deployment", "run", "build-features/features-hourly"],
+               env, cwd)  # fmt: skip
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+    flow_run: dict = {"id": run_id}
+    state = None
+    while state not in FINAL_STATES:
+        assert time.monotonic() - started < RUN_SECONDS, (
+            f"flow run {run_id} still {state} after {RUN_SECONDS} s:\n{services.log('worker')}"
+        )
+        time.sleep(1)
+        flow_run = _get_json(f"{api}/flow_runs/{run_id}") or flow_run
+        state = (flow_run.get("state") or {}).get("type")
+    return flow_run, time.monotonic() - started
+
+
 def test_a_worker_runs_the_deployments_of_prefect_yaml(tmp_path: Path) -> None:
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -152,21 +175,8 @@ def test_a_worker_runs_the_deployments_of_prefect_yaml(tmp_path: Path) -> None:
         _run([str(BIN / "prefect"), "deployment", "schedule", "pause", "--all"], env, tmp_path)
 
         # The worker runs elsewhere: the pull step brings its runs back to the checkout.
-        services.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "ranking"],
-                       tmp_path)  # fmt: skip
-        started = time.monotonic()
-        out = _run([str(BIN / "prefect"), "deployment", "run", "build-features/features-hourly"],
-                   env, tmp_path)  # fmt: skip
-        run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
-        state = None
-        while state not in FINAL_STATES:
-            assert time.monotonic() - started < RUN_SECONDS, (
-                f"flow run {run_id} still {state} after {RUN_SECONDS} s:\n{services.log('worker')}"
-            )
-            time.sleep(1)
-            flow_run = _get_json(f"{api}/flow_runs/{run_id}") or {}
-            state = (flow_run.get("state") or {}).get("type")
-        timings["run completed"] = time.monotonic() - started
+        flow_run, timings["run completed"] = run_features_deployment(api, env, services, tmp_path)
+        state = flow_run["state"]["type"]
         timings["of which the flow ran"] = flow_run["total_run_time"]
         assert state == "COMPLETED", services.log("worker")
     finally:

@@ -6,9 +6,7 @@ online on Redis, registry in PostgreSQL); the run is a row of Prefect's PostgreS
 from __future__ import annotations
 
 import os
-import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,8 @@ from ranking.ingest import synth
 from ranking.services import FEAST_REGISTRY_DB, PREFECT_DB
 from ranking.settings import PROJECT_ROOT
 from tests.conftest import END
-from tests.services.test_worker import FINAL_STATES, RUN_SECONDS, _get_json, _run
 from tests.services.test_worker import Services as Processes
+from tests.services.test_worker import _run, run_features_deployment
 from tests.shared.conftest import Services
 
 pytestmark = [pytest.mark.shared, pytest.mark.timeout(600)]
@@ -47,18 +45,9 @@ def test_a_worker_on_the_shared_server_runs_a_deployment(services: Services,
               "--overwrite"], env, PROJECT_ROOT)  # fmt: skip
         _run([str(BIN / "prefect"), "deploy", "--all"], env, PROJECT_ROOT)
         _run([str(BIN / "prefect"), "deployment", "schedule", "pause", "--all"], env, tmp_path)
-        processes.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "ranking"],
-                        tmp_path)  # fmt: skip
-        started = time.monotonic()
-        out = _run([str(BIN / "prefect"), "deployment", "run", "build-features/features-hourly"],
-                   env, tmp_path)  # fmt: skip
-        run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
-        state = None
-        while state not in FINAL_STATES:
-            assert time.monotonic() - started < RUN_SECONDS, processes.log("worker")
-            time.sleep(1)
-            state = ((_get_json(f"{api}/flow_runs/{run_id}") or {}).get("state") or {}).get("type")
-        print(f"\nworker run on the shared server: {time.monotonic() - started:.1f} s")
+        flow_run, seconds = run_features_deployment(api, env, processes, tmp_path)
+        run_id, state = flow_run["id"], flow_run["state"]["type"]
+        print(f"\nworker run on the shared server: {seconds:.1f} s")
         assert state == "COMPLETED", processes.log("worker")
     finally:
         processes.stop_all()
