@@ -1,34 +1,38 @@
-"""Materialize the newest snapshot into Feast's SQLite online store: the rows Feast
-writes, written by whole columns, and nothing when nothing changed.
+"""Materialize the newest snapshot into the online store by whole columns, and nothing
+when nothing changed.
 
 Feast's stock materialize turns every value into a protobuf message in Python and
-upserts it alone (``SqliteOnlineStore.online_write_batch``: about 4k entity rows/s
-here). This path keeps Feast's parts where they cost nothing: its offline store selects
-the latest row of each entity in the window (the same ``pull_latest_from_table_or_query``
-its engine calls), its table names are used as they are and its entity-key encoding
-(version 3) is reproduced. What changes is the
-encoding: each column becomes Feast's ``Value`` protobuf bytes with numpy (the wire
-format of one scalar field is a tag byte and the value), and one ``executemany`` upserts
-a view. The rows are tested byte for byte against stock materialize.
+writes each entity through the online store's ``online_write_batch``. This path keeps
+what Feast decides (which row of each entity is the newest in the window: the same
+selection as ``pull_latest_from_table_or_query``, tested equal; its table names; its
+entity-key encoding, version 3) and changes how the rows are made: each column becomes
+Feast's ``Value`` protobuf bytes with numpy (the wire format of one scalar field is a tag
+byte and the value), and one ``executemany`` writes a view.
 
-A view whose selected rows hash to what was last written into this very database, and
-whose table still holds the rows counted then, is skipped: the digest is kept in the
-online store's own file, so a deleted, replaced or re-created table is written again.
-Redis (the shared profile) gets Feast's hashes the same way
-(:mod:`ranking.features.materialize_redis`); any other online store, and a value type
-not encoded here, go through Feast's provider, view by view, as
-``FeatureStore.materialize`` does.
+- The embedded store (:mod:`ranking.features.online_store`, one row per entity) gets
+  each entity's values packed into one ``Map`` protobuf, the bytes its own
+  ``online_write_batch`` writes (tested).
+- Feast's SQLite store (``type: sqlite``, one row per value) gets its rows byte for byte.
+- Redis (the shared profile) gets Feast's hashes (:mod:`ranking.features.materialize_redis`).
 
-Neither path does ``FeatureStore.materialize``'s registry bookkeeping: it appends the
-window to each view in the registry, which the repo cannot declare, so from then on
-``feast plan`` and ``feast apply`` report every view as updated on an unchanged repo.
-Nothing here asks Feast what was materialized: the window is explicit.
+Any other online store, and a value type not encoded here, go through Feast's provider,
+view by view, as ``FeatureStore.materialize`` does.
+
+In SQLite, a view whose selected rows hash to what was last written into this very
+database, and whose table still holds the rows counted then, is skipped: the digest is
+kept in the online store's own file, so a deleted, replaced or re-created table is
+written again.
+
+No path does ``FeatureStore.materialize``'s registry bookkeeping: it appends the window
+to each view in the registry, which the repo cannot declare, so from then on ``feast
+plan`` and ``feast apply`` report every view as updated on an unchanged repo. Nothing
+here asks Feast what was materialized: the window is explicit.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,10 +41,30 @@ import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.sqlite import _table_id
 from feast.infra.provider import get_provider
+from feast.value_type import ValueType
 from tqdm import tqdm
 
 from ranking.features.materialize_redis import write_redis
-from ranking.features.online_rows import encodable, encode_values, entity_keys, latest_rows
+from ranking.features.online_rows import (
+    encodable,
+    encode_values,
+    entity_keys,
+    latest_rows,
+    value_matrix,
+)
+from ranking.features.online_store import (
+    STORE_TYPE,
+    connect,
+    create_table_sql,
+    pack_matrices,
+    pack_rows,
+)
+from ranking.features.online_store import table_name as packed_table
+from ranking.features.online_store import upsert_sql as packed_upsert
+from ranking.warehouse import scratch
+
+#: Entity rows packed at once (their byte matrices are a few hundred bytes a row).
+_PACK_CHUNK = 100_000
 
 _DIGESTS = "ranking_materialized"  # this module's table: view -> digest of its rows, count
 
@@ -74,7 +98,8 @@ def _epoch_seconds(column: pa.ChunkedArray) -> list[int]:
     return (micros // 1_000_000).tolist()
 
 
-def _rows(view: FeatureView, table: pa.Table) -> list[tuple]:
+def _value_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
+    """Feast's SQLite rows: one per (entity, feature)."""
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     keys = entity_keys(table, join_keys)
     event_ts = _epoch_seconds(table.column(view.batch_source.timestamp_field))
@@ -88,9 +113,64 @@ def _rows(view: FeatureView, table: pa.Table) -> list[tuple]:
     return rows
 
 
+def _packed_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
+    """The packed store's rows: one per entity, its features as one ``Map`` protobuf."""
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    keys = entity_keys(table, join_keys)
+    column = table.column(view.batch_source.timestamp_field)
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    names, types = [f.name for f in view.features], [f.dtype.to_value_type() for f in view.features]
+    if ValueType.STRING in types:
+        values = [encode_values(table.column(n), t, with_text=False)[0]
+                  for n, t in zip(names, types, strict=True)]  # fmt: skip
+        packed = pack_rows(names, values)
+    else:  # numbers only: whole byte matrices
+        packed = []
+        for lo in range(0, table.num_rows, _PACK_CHUNK):  # bounded: the matrices are wide
+            part = table.slice(lo, _PACK_CHUNK)
+            columns = zip(names, types, strict=True)
+            matrices = [value_matrix(part.column(n), t)[:2] for n, t in columns]
+            packed += pack_matrices(names, matrices)
+    return sorted(zip(keys, packed, micros, [None] * len(keys), strict=True))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one SQLite online store keeps a view: its table, its rows, their upsert."""
+
+    table: Callable[[FeatureStore, FeatureView], str]
+    rows: Callable[[FeatureView, pa.Table], list[tuple]]
+    upsert: Callable[[str], str]
+    create: Callable[[str], str] | None = None  # the table, when this writer may create it
+
+
+_FEAST_SQLITE = _Layout(
+    table=lambda fs, view: _table_id(
+        fs.project, view, fs.config.registry.enable_online_feature_view_versioning
+    ),
+    rows=_value_rows,
+    upsert=lambda name: (
+        f'INSERT INTO "{name}" (entity_key, feature_name, value, value_text, event_ts, '
+        "created_ts) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO "
+        "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+        "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+    ),
+)
+_PACKED = _Layout(
+    table=lambda fs, view: packed_table(fs.config, view),
+    rows=_packed_rows,
+    upsert=packed_upsert,
+    create=create_table_sql,
+)
+
+
 def _online_path(fs: FeatureStore) -> Path:
     path = Path(fs.config.online_store.path)
     return path if path.is_absolute() else Path(fs.repo_path) / path
+
+
+_LAYOUTS = {"sqlite": _FEAST_SQLITE, STORE_TYPE: _PACKED}
+_WRITERS = {*_LAYOUTS, "redis"}
 
 
 def materialize_newest(
@@ -102,13 +182,13 @@ def materialize_newest(
     report = MaterializeReport()
     views = [v for v in fs.list_feature_views() if v.online]
     kind = getattr(fs.config.online_store, "type", None)
-    if fs.config.entity_key_serialization_version != 3 or kind not in ("sqlite", "redis"):
+    if fs.config.entity_key_serialization_version != 3 or kind not in _WRITERS:
         report.stock = [v.name for v in views]
     else:
         report.stock = [v.name for v in views if not encodable(v)]
         ours = [v for v in views if encodable(v)]
-        if kind == "sqlite":
-            _write_sqlite(fs, ours, start, end, report, force)
+        if kind != "redis":
+            _write_sqlite(fs, ours, start, end, report, force, _LAYOUTS[kind])
         else:  # Feast's own rule skips rows already there: nothing written is unchanged
             for view, written in write_redis(fs, ours, start, end, force).items():
                 report.written[view] = written
@@ -127,17 +207,21 @@ def materialize_newest(
 
 def _write_sqlite(
     fs: FeatureStore, views: list[FeatureView], start: datetime, end: datetime,
-    report: MaterializeReport, force: bool,
+    report: MaterializeReport, force: bool, layout: _Layout,
 ) -> None:  # fmt: skip
-    versioning = fs.config.registry.enable_online_feature_view_versioning
-    con = sqlite3.connect(_online_path(fs))
+    con = connect(_online_path(fs))
     try:
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_DIGESTS} (view TEXT PRIMARY KEY, digest TEXT, n INTEGER)"
         )
+        with scratch() as reader:  # one DuckDB connection reads every view
+            tables = {view.name: latest_rows(fs, view, start, end, reader) for view in views}
         for view in views:
-            table = latest_rows(fs, view, start, end)
-            name = _table_id(fs.project, view, versioning)
+            table = tables[view.name]
+            name = layout.table(fs, view)
+            if layout.create is not None:
+                with con:
+                    con.execute(layout.create(name))
             digest = f"{name}:{_digest(table)}"
             kept = con.execute(f"SELECT digest, n FROM {_DIGESTS} WHERE view = ?", [view.name])
             count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
@@ -145,14 +229,7 @@ def _write_sqlite(
                 report.unchanged.append(view.name)
                 continue
             with con:  # one transaction per view: all its rows or none
-                con.executemany(
-                    f'INSERT INTO "{name}" (entity_key, feature_name, value, value_text, '
-                    "event_ts, created_ts) VALUES (?, ?, ?, ?, ?, NULL) "
-                    "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-                    "value_text = excluded.value_text, event_ts = excluded.event_ts, "
-                    "created_ts = excluded.created_ts",
-                    _rows(view, table),
-                )
+                con.executemany(layout.upsert(name), layout.rows(view, table))
                 count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                 con.execute(
                     f"INSERT OR REPLACE INTO {_DIGESTS} VALUES (?, ?, ?)",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from datetime import datetime
 
+import duckdb
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.helpers import _mmh3
@@ -23,6 +24,7 @@ from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ranking.features.online_rows import encode_values, entity_keys, latest_rows
+from ranking.warehouse import scratch
 
 #: Hashes per round trip.
 BATCH = 2_000
@@ -88,10 +90,11 @@ def _stored_nanos(read_ts, keys: list[bytes], ts_field: str) -> list[int]:
 
 
 def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end: datetime,
-               force: bool) -> int:  # fmt: skip
-    """Write the latest rows of ``view`` in ``[start, end]``; returns the hashes written."""
+               force: bool, reader: duckdb.DuckDBPyConnection | None = None) -> int:  # fmt: skip
+    """Write the latest rows of ``view`` in ``[start, end]`` (read with ``reader``, a DuckDB
+    connection); returns the hashes written."""
     config = fs.config
-    table = latest_rows(fs, view, start, end)
+    table = latest_rows(fs, view, start, end, reader)
     if table.num_rows == 0:
         return 0
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
@@ -101,9 +104,9 @@ def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end
     ts_field = f"_ts:{name}".encode()
     ts_bytes, ts_nanos = _timestamps(table.column(view.batch_source.timestamp_field))
     fields = b"".join(_framed([ts_field] + [_mmh3(f"{name}:{f.name}") for f in view.features]))
-    columns = [_framed(ts_bytes)] + [_framed(encode_values(table.column(f.name),
-                                                           f.dtype.to_value_type())[0])
-                                     for f in view.features]  # fmt: skip
+    values = [encode_values(table.column(f.name), f.dtype.to_value_type(), with_text=False)[0]
+              for f in view.features]  # fmt: skip
+    columns = [_framed(ts_bytes)] + [_framed(v) for v in values]
     blobs = list(map(b"".join, zip(*columns, strict=True)))  # one per hash
     read_ts, write = client.register_script(_READ_TS), client.register_script(_WRITE)
     ttl = config.online_store.key_ttl_seconds
@@ -128,4 +131,6 @@ def write_redis(fs: FeatureStore, views: list[FeatureView], start: datetime, end
                 force: bool) -> dict[str, int]:  # fmt: skip
     """Hashes written per view (0: every row was already there)."""
     client = RedisOnlineStore()._get_client(fs.config.online_store)
-    return {view.name: write_view(fs, client, view, start, end, force) for view in views}
+    with scratch() as reader:
+        return {view.name: write_view(fs, client, view, start, end, force, reader)
+                for view in views}  # fmt: skip

@@ -11,13 +11,18 @@ store them the way each Feast store does.
 from __future__ import annotations
 
 import struct
-from datetime import datetime
+from datetime import UTC, datetime
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-from feast import FeatureStore, FeatureView
+import pyarrow.compute as pc
+from feast import FeatureStore, FeatureView, FileSource
+from feast.data_format import ParquetFormat
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
+
+from ranking.warehouse import scratch
 
 #: Value types encoded here -> (ValueProto field, protobuf wire type, numpy dtype).
 _SCALARS = {
@@ -52,51 +57,75 @@ def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
-def _fixed_width(tag: int, column: np.ndarray, dtype: str) -> list[bytes]:
-    """tag + little-endian fixed-width value, one ``bytes`` per value."""
-    width = np.dtype(dtype).itemsize + 1
+def _fixed_width(tag: int, column: np.ndarray, dtype: str) -> np.ndarray:
+    """tag + little-endian fixed-width value: an (n, 1 + width) byte matrix."""
     records = np.empty(len(column), dtype=[("tag", "u1"), ("v", dtype)])
     records["tag"], records["v"] = tag, column
-    buffer = records.tobytes()
-    return [buffer[i : i + width] for i in range(0, len(buffer), width)]
+    return records.view(np.uint8).reshape(len(column), records.dtype.itemsize)
 
 
-def encode_values(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> tuple[list, list]:
-    """(Feast ``Value`` protobuf bytes, ``value_text``) for each value of ``column``, as
-    Feast's ``python_values_to_proto_values`` and ``extract_text_and_num`` give them: a
-    null (or a NaN float) is an empty message with no text."""
+def value_matrix(
+    column: pa.Array | pa.ChunkedArray, value_type: ValueType
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each numeric or boolean value's ``Value`` protobuf bytes, left-aligned in the rows
+    of a byte matrix, each one's length (0 for a null or a NaN float: Feast's empty
+    message) and the values as numbers (for the texts Feast's SQLite store keeps)."""
     value_field, wire_type, dtype = _SCALARS[value_type]
+    if dtype is None:
+        raise ValueError(f"{value_type}: no fixed-width matrix")
     tag = _tag(value_field, wire_type)
     valid = ~column.is_null().to_numpy(zero_copy_only=False)
     if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
-        floats = np.asarray(column.cast(pa.float64()).fill_null(0.0), dtype=np.float64)
-        valid &= ~np.isnan(floats)
-        blobs = _fixed_width(tag, floats.astype(dtype), dtype)
-        shown = floats.astype(dtype).astype(np.float64) if dtype == "<f4" else floats
-        texts = [repr(v) for v in shown.tolist()]
-    elif value_type == ValueType.STRING:
-        blobs, texts = [], []
-        for v in column.to_pylist():
-            raw = str(v).encode("utf8") if v is not None else b""
-            blobs.append(bytes([tag]) + _varint_bytes(len(raw)) + raw)
-            texts.append(v if v is not None else None)
+        numbers = np.asarray(column.cast(pa.float64()).fill_null(0.0), dtype=np.float64)
+        valid &= ~np.isnan(numbers)
+        matrix = _fixed_width(tag, numbers.astype(dtype), dtype)
+        lengths = np.full(len(numbers), matrix.shape[1], dtype=np.int64)
     else:  # varints: ints and booleans
-        ints = np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64)
-        matrix, lengths = _varints(ints)
-        rows = np.concatenate([np.full((len(ints), 1), tag, np.uint8), matrix], axis=1)
-        flat = rows.tobytes()
-        blobs = [flat[i * 11 : i * 11 + 1 + n] for i, n in enumerate(lengths.tolist())]
-        texts = (
-            [str(bool(v)) for v in ints]
-            if value_type == ValueType.BOOL
-            else list(map(str, ints.tolist()))
-        )
-    blobs = [b if ok else b"" for b, ok in zip(blobs, valid.tolist(), strict=True)]
-    texts = [t if ok else None for t, ok in zip(texts, valid.tolist(), strict=True)]
-    return blobs, texts
+        numbers = np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64)
+        varints, lengths = _varints(numbers)
+        matrix = np.concatenate([np.full((len(numbers), 1), tag, np.uint8), varints], axis=1)
+        lengths = lengths + 1
+    return matrix, np.where(valid, lengths, 0), numbers
 
 
-def _varint_bytes(n: int) -> bytes:
+def _split_rows(matrix: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """The first ``lengths[i]`` bytes of each row ``i`` of ``matrix``."""
+    flat, width = matrix.tobytes(), matrix.shape[1]
+    return [flat[i * width : i * width + n] for i, n in enumerate(lengths.tolist())]
+
+
+def encode_values(
+    column: pa.Array | pa.ChunkedArray, value_type: ValueType, with_text: bool = True
+) -> tuple[list, list | None]:
+    """(Feast ``Value`` protobuf bytes, ``value_text``) for each value of ``column``, as
+    Feast's ``python_values_to_proto_values`` and ``extract_text_and_num`` give them: a
+    null (or a NaN float) is an empty message with no text. Without ``with_text`` (a
+    store that keeps no text), None in place of the texts."""
+    if value_type == ValueType.STRING:
+        strings = column.to_pylist()
+        tag = _tag(*_SCALARS[value_type][:2])
+        blobs = [b"" if v is None else bytes([tag]) + varint_bytes(len(v.encode("utf8")))
+                 + v.encode("utf8") for v in strings]  # fmt: skip
+        return blobs, (strings if with_text else None)
+    matrix, lengths, numbers = value_matrix(column, value_type)
+    blobs = _split_rows(matrix, lengths)
+    if not with_text:
+        return blobs, None
+    if value_type == ValueType.BOOL:
+        shown = [str(bool(v)) for v in numbers.tolist()]
+    elif value_type in (ValueType.DOUBLE, ValueType.FLOAT):
+        dtype = _SCALARS[value_type][2]
+        stored = numbers.astype(dtype).astype(np.float64) if dtype == "<f4" else numbers
+        shown = [repr(v) for v in stored.tolist()]
+    else:
+        shown = list(map(str, numbers.tolist()))
+    for i in np.flatnonzero(lengths == 0).tolist():
+        shown[i] = None
+    return blobs, shown
+
+
+def varint_bytes(n: int) -> bytes:
+    """``n`` as a protobuf varint."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -105,25 +134,42 @@ def _varint_bytes(n: int) -> bytes:
             return bytes(out)
 
 
+def _length_prefixed(kind: ValueType, values: pa.Array) -> list[pa.Array]:
+    """Feast's (type, length) header of each value, then the value: as Arrow binaries."""
+    lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype("<u4")
+    heads = np.empty((len(values), 2), dtype="<u4")
+    heads[:, 0], heads[:, 1] = kind.value, lengths
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(8), len(values), [None, pa.py_buffer(heads.tobytes())]
+    )
+    return [fixed.cast(pa.binary()), values]
+
+
 def entity_keys(table: pa.Table, join_keys: dict[str, ValueType]) -> list[bytes]:
     """Feast's entity-key encoding (version 3) of each row: the number of keys, each
-    sorted key name, then each value, every part prefixed by its type and length."""
+    sorted key name, then each value, every part prefixed by its type and length
+    (joined by Arrow, column by column)."""
     names = sorted(join_keys)
     head = struct.pack("<I", len(names)) + b"".join(
         struct.pack("<II", ValueType.STRING.value, len(k.encode())) + k.encode() for k in names
     )
-    parts = []
+    parts: list[pa.Array] = []
     for name in names:
         kind = join_keys[name]
-        column = table.column(name).to_pylist()
+        column = table.column(name).combine_chunks()
         if kind == ValueType.STRING:
-            encoded = [v.encode("utf8") for v in column]
-            parts.append([struct.pack("<II", kind.value, len(v)) + v for v in encoded])
+            parts += _length_prefixed(kind, column.cast(pa.binary()))
         elif kind == ValueType.INT64:
-            parts.append([struct.pack("<IIq", kind.value, 8, v) for v in column])
+            ints = np.asarray(column.to_numpy(zero_copy_only=False), dtype="<i8")
+            parts += _length_prefixed(kind, pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(8), len(ints), [None, pa.py_buffer(ints.tobytes())]
+            ).cast(pa.binary()))  # fmt: skip
         else:
             raise ValueError(f"join key {name}: type {kind} is not encoded here")
-    return [head + b"".join(p) for p in zip(*parts, strict=True)]
+    if table.num_rows == 0:
+        return []
+    whole = pc.binary_join_element_wise(pa.scalar(head, pa.binary()), *parts, b"")
+    return whole.to_pylist()
 
 
 def encodable(view: FeatureView) -> bool:
@@ -136,18 +182,48 @@ def encodable(view: FeatureView) -> bool:
     )
 
 
-def latest_rows(fs: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> pa.Table:
-    """The latest row of every entity of ``view`` with a snapshot in ``[start, end]`` (the
-    same ``pull_latest_from_table_or_query`` Feast's materialize calls), in entity order:
-    a digest of it is then the rows', not the scan's order."""
+def _plain_parquet(source) -> bool:
+    """A local Parquet ``FileSource`` (what this repo declares): DuckDB reads it as Feast's
+    offline store would, without Feast's query planning."""
+    return (
+        isinstance(source, FileSource)
+        and isinstance(source.file_format, ParquetFormat | None)
+        and str(source.path).endswith(".parquet")
+        and "://" not in str(source.path)
+        and not source.created_timestamp_column
+    )
+
+
+def latest_rows(
+    fs: FeatureStore, view: FeatureView, start: datetime, end: datetime,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Table:  # fmt: skip
+    """The latest row of every entity of ``view`` with a snapshot in ``[start, end]`` (what
+    Feast's ``pull_latest_from_table_or_query`` selects for materialize: tested equal), in
+    entity order: a digest of it is then the rows', not the scan's order.
+
+    A local Parquet source is read by one DuckDB query: Feast's pull builds the same
+    query through ibis and converts its result, about 0.2 s a view on the newest
+    snapshot of 1M events here (most of the column writer's time). Other sources go
+    through Feast. ``con``: a DuckDB connection to read with (one is opened if None:
+    about 25 ms here, worth sharing across views)."""
     source = view.batch_source
+    keys = [e.name for e in view.entity_columns]
+    features = [f.name for f in view.features]
+    if _plain_parquet(source):
+        if con is None:
+            with scratch() as own:
+                return _latest_by_duckdb(own, source.path, keys, features,
+                                         source.timestamp_field, start, end)  # fmt: skip
+        return _latest_by_duckdb(con, source.path, keys, features, source.timestamp_field,
+                                 start, end)  # fmt: skip
     table = (
         fs._get_provider()
         .offline_store.pull_latest_from_table_or_query(
             config=fs.config,
             data_source=source,
-            join_key_columns=[e.name for e in view.entity_columns],
-            feature_name_columns=[f.name for f in view.features],
+            join_key_columns=keys,
+            feature_name_columns=features,
             timestamp_field=source.timestamp_field,
             created_timestamp_column=source.created_timestamp_column,
             start_date=start,
@@ -155,4 +231,23 @@ def latest_rows(fs: FeatureStore, view: FeatureView, start: datetime, end: datet
         )
         .to_arrow()
     )
-    return table.sort_by([(e.name, "ascending") for e in view.entity_columns])
+    return table.sort_by([(k, "ascending") for k in keys])
+
+
+def _latest_by_duckdb(con: duckdb.DuckDBPyConnection, path: str, keys: list[str],
+                      features: list[str], timestamp: str, start: datetime,
+                      end: datetime) -> pa.Table:  # fmt: skip
+    """Feast's selection (the window's bounds inclusive, in UTC; the newest row per key)
+    as one query over the Parquet file. The bounds are compared as instants, not by
+    casting every timestamp to a naive one as Feast's query does (the same rows in the
+    connection's UTC), so that DuckDB skips the row groups outside the window."""
+    quoted = lambda names: ", ".join(f'"{n}"' for n in names)  # noqa: E731
+    return con.sql(
+        f"""
+        SELECT {quoted([*keys, *features, timestamp])} FROM read_parquet(?)
+        WHERE "{timestamp}" BETWEEN ? AND ?
+        QUALIFY row_number() OVER (PARTITION BY {quoted(keys)} ORDER BY "{timestamp}" DESC) = 1
+        ORDER BY {quoted(keys)}
+        """,
+        params=[str(path), *(t.astimezone(UTC) for t in (start, end))],
+    ).to_arrow_table()

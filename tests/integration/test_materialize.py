@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
+from feast import FeatureStore
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from ranking.features import materialize, store
+from ranking.features import materialize, online_rows, online_store, store
 from ranking.ingest import synth
 from tests.integration.homes import applied_home, newest_window
 
@@ -88,18 +90,18 @@ def home(tmp_path_factory: pytest.TempPathFactory, small_data: synth.SynthData):
     return settings, *newest_window(settings, build)
 
 
-def _online_rows(settings) -> dict[str, list[tuple]]:
-    with sqlite3.connect(settings.feast_dir / "online_store.db") as con:
+def _online_rows(path: Path, columns: str) -> dict[str, list[tuple]]:
+    """Every view table's rows (the digest table aside), in key order."""
+    with sqlite3.connect(path) as con:
         tables = [t for (t,) in con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ranking\\_%' "
             "ESCAPE '\\' AND name <> 'ranking_materialized' ORDER BY name")]  # fmt: skip
-        return {
-            t: con.execute(
-                f"SELECT entity_key, feature_name, value, value_text, vector_value, event_ts, "
-                f'created_ts FROM "{t}" ORDER BY entity_key, feature_name'
-            ).fetchall()
-            for t in tables
-        }
+        return {t: con.execute(f'SELECT {columns} FROM "{t}" ORDER BY 1, 2').fetchall()
+                for t in tables}  # fmt: skip
+
+
+FEAST_COLUMNS = "entity_key, feature_name, value, value_text, vector_value, event_ts, created_ts"
+PACKED_COLUMNS = "entity_key, features, event_ts, created_ts"
 
 
 def _online_reads(settings, fs) -> dict[str, pd.DataFrame]:
@@ -114,39 +116,120 @@ def _online_reads(settings, fs) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _empty_online_store(settings) -> None:
-    with sqlite3.connect(settings.feast_dir / "online_store.db") as con:
-        for table in _online_rows(settings):
+def _empty(path: Path) -> None:
+    with sqlite3.connect(path) as con:
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             con.execute(f'DELETE FROM "{table}"')
 
 
-def test_the_fast_path_writes_feasts_rows_and_skips_what_is_there(home) -> None:
+def _feast_sqlite_twin(settings, tmp: Path) -> FeatureStore:
+    """The same repo and registry with Feast's own SQLite online store, in ``tmp``."""
+    text = (settings.feature_repo / "feature_store.yaml").read_text()
+    text = text.replace(f"type: {online_store.STORE_TYPE}", "type: sqlite")
+    text = text.replace("${RANKING_HOME}/feast/online_store.db", str(tmp / "feast_sqlite.db"))
+    assert "type: sqlite" in text and "feast_sqlite.db" in text
+    (tmp / "feature_store.yaml").write_text(text)
+    twin = FeatureStore(repo_path=str(settings.feature_repo),
+                        fs_yaml_file=tmp / "feature_store.yaml")  # fmt: skip
+    views = twin.list_feature_views()
+    twin._get_provider().online_store.update(twin.config, [], views, [], [], partial=False)
+    return twin
+
+
+def test_feast_reads_from_the_packed_store_what_it_reads_from_its_own(home, tmp_path) -> None:
+    """The default store: Feast's own materialize into it (its ``online_write_batch``)
+    and the column writer leave the same bytes, and ``get_online_features`` returns from
+    it exactly what it returns from Feast's SQLite store holding the same snapshot."""
     settings, start, end = home
     fs = store.get_store(settings)
-    _empty_online_store(settings)
-    fs.materialize(start_date=start, end_date=end)  # Feast's own path
-    stock = _online_rows(settings)
+    assert fs.config.online_store.type == online_store.STORE_TYPE
+    packed = settings.feast_dir / "online_store.db"
+    twin = _feast_sqlite_twin(settings, tmp_path)
+    twin.materialize(start_date=start, end_date=end)
+    from_feasts_store = _online_reads(settings, twin)
+
+    _empty(packed)
+    fs.materialize(start_date=start, end_date=end)  # Feast's path, through the packed store
+    stock = _online_rows(packed, PACKED_COLUMNS)
     assert len(stock) == 4 and all(len(rows) > 0 for rows in stock.values())
-    online_stock = _online_reads(settings, fs)
+    for view, frame in _online_reads(settings, fs).items():
+        pd.testing.assert_frame_equal(frame, from_feasts_store[view], obj=view)
 
-    _empty_online_store(settings)
+    _empty(packed)
     report = store.materialize_latest(fs, start, end)
-    assert _online_rows(settings) == stock  # byte for byte, every table
     assert not report.stock and not report.unchanged
-    assert report.written["user_long_term"] == len(stock["ranking_user_long_term"]) // len(
-        fs.get_feature_view("user_long_term").features
-    )
+    ours = _online_rows(packed, PACKED_COLUMNS)
+    assert ours.keys() == stock.keys()
+    for table in stock:  # event times: Feast's path keeps whole seconds, the snapshot's are
+        assert [r[:2] for r in ours[table]] == [r[:2] for r in stock[table]], table
+        assert [r[2] // 1_000_000 for r in ours[table]] == [r[2] // 1_000_000
+                                                           for r in stock[table]]  # fmt: skip
+    assert report.written["user_long_term"] == len(stock["ranking_user_long_term"])
     for view, frame in _online_reads(settings, fs).items():  # what Feast reads back
-        pd.testing.assert_frame_equal(frame, online_stock[view], obj=view)
+        pd.testing.assert_frame_equal(frame, from_feasts_store[view], obj=view)
 
+
+def test_the_column_writer_writes_feasts_own_sqlite_rows(home, tmp_path) -> None:
+    """With ``type: sqlite`` (Feast's store, one row per value), the column writer's rows
+    are stock materialize's, byte for byte."""
+    settings, start, end = home
+    twin = _feast_sqlite_twin(settings, tmp_path)
+    twin.materialize(start_date=start, end_date=end)
+    stock = _online_rows(tmp_path / "feast_sqlite.db", FEAST_COLUMNS)
+    assert len(stock) == 4 and all(len(rows) > 0 for rows in stock.values())
+    _empty(tmp_path / "feast_sqlite.db")
+    report = store.materialize_latest(twin, start, end)
+    assert not report.stock and not report.unchanged
+    assert _online_rows(tmp_path / "feast_sqlite.db", FEAST_COLUMNS) == stock
+    assert report.written["user_long_term"] == len(stock["ranking_user_long_term"]) // len(
+        twin.get_feature_view("user_long_term").features
+    )
+
+
+def test_nothing_is_written_when_nothing_changed(home) -> None:
+    settings, start, end = home
+    fs = store.get_store(settings)
+    packed = settings.feast_dir / "online_store.db"
+    first = store.materialize_latest(fs, start, end, force=True)
+    assert not first.unchanged and first.written
+    rows = _online_rows(packed, PACKED_COLUMNS)
     again = store.materialize_latest(fs, start, end)
-    assert again.written == {} and sorted(again.unchanged) == sorted(report.written)
+    assert again.written == {} and sorted(again.unchanged) == sorted(first.written)
     forced = store.materialize_latest(fs, start, end, force=True)
-    assert forced.written == report.written and not forced.unchanged
+    assert forced.written == first.written and not forced.unchanged
 
     # A table emptied behind its back (or re-created by `feast apply`) is written again.
-    with sqlite3.connect(settings.feast_dir / "online_store.db") as con:
+    with sqlite3.connect(packed) as con:
         con.execute('DELETE FROM "ranking_item_stats"')
     healed = store.materialize_latest(fs, start, end)
     assert list(healed.written) == ["item_stats"]
-    assert _online_rows(settings) == stock
+    assert _online_rows(packed, PACKED_COLUMNS) == rows
+
+
+def test_the_newest_rows_are_those_feasts_offline_store_pulls(home) -> None:
+    """DuckDB's read of a Parquet source selects what Feast's ``pull_latest_...`` does,
+    over a window of many snapshots (the newest row per key wins) and the newest one."""
+    settings, start, end = home
+    fs = store.get_store(settings)
+    wide = start - 5 * settings.features.snapshot_every
+    for view in fs.list_feature_views():
+        keys = [e.name for e in view.entity_columns]
+        for low, high in ((wide, end), (start, end)):
+            ours = online_rows.latest_rows(fs, view, low, high)
+            feasts = (
+                fs._get_provider()
+                .offline_store.pull_latest_from_table_or_query(
+                    config=fs.config, data_source=view.batch_source, join_key_columns=keys,
+                    feature_name_columns=[f.name for f in view.features],
+                    timestamp_field=view.batch_source.timestamp_field,
+                    created_timestamp_column=None, start_date=low, end_date=high,
+                )
+                .to_arrow()
+                .sort_by([(k, "ascending") for k in keys])
+            )  # fmt: skip
+            assert ours.num_rows > 0, view.name
+            assert ours.equals(feasts), (view.name, low)
+        snapshots = pd.read_parquet(view.batch_source.path, columns=["event_timestamp"])
+        held = snapshots["event_timestamp"].between(wide, end).groupby(
+            snapshots["event_timestamp"]).any()  # fmt: skip
+        assert held.sum() > 1, view.name  # the wide window held several snapshots to choose from
