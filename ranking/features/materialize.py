@@ -32,6 +32,7 @@ here asks Feast what was materialized: the window is explicit.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,7 @@ from ranking.features.online_rows import (
 from ranking.features.online_store import (
     STORE_TYPE,
     connect,
-    create_table_sql,
+    ensure_table,
     pack_matrices,
     pack_rows,
 )
@@ -141,7 +142,7 @@ class _Layout:
     table: Callable[[FeatureStore, FeatureView], str]
     rows: Callable[[FeatureView, pa.Table], list[tuple]]
     upsert: Callable[[str], str]
-    create: Callable[[str], str] | None = None  # the table, when this writer may create it
+    create: Callable[[sqlite3.Connection, str], None] | None = None  # makes the table, if needed
 
 
 _FEAST_SQLITE = _Layout(
@@ -160,7 +161,7 @@ _PACKED = _Layout(
     table=lambda fs, view: packed_table(fs.config, view),
     rows=_packed_rows,
     upsert=packed_upsert,
-    create=create_table_sql,
+    create=ensure_table,
 )
 
 
@@ -221,7 +222,7 @@ def _write_sqlite(
             name = layout.table(fs, view)
             if layout.create is not None:
                 with con:
-                    con.execute(layout.create(name))
+                    layout.create(con, name)
             digest = f"{name}:{_digest(table)}"
             kept = con.execute(f"SELECT digest, n FROM {_DIGESTS} WHERE view = ?", [view.name])
             count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]

