@@ -336,3 +336,17 @@ def test_with_features_adds_the_carried_retrieval_features(monkeypatch) -> None:
     assert features == ["f1"] and frame["group_id"].tolist() == [0, 1]
     carried = entities.assign(**{c: 0.0 for c in RETRIEVAL_FEATURES})
     assert dataset.with_features(None, carried, "svc")[1] == ["f1", *RETRIEVAL_FEATURES]
+
+
+def test_labelled_users_and_their_labels_are_those_of_the_whole_window(shop: Settings) -> None:
+    """Sampling the users before reading their labels changes nothing: the users are those
+    with a relevant event in the window, and each one's labels are its rows of the whole."""
+    with warehouse(shop.warehouse_path, read_only=True) as con:
+        whole = retrieved.next_labels(con, shop, _day(1), _day(9))
+        users = retrieved.labelled_users(con, shop, _day(1), _day(9))
+        assert users.tolist() == sorted(whole["user_id"].unique()) and len(users) > 2
+        some = users[::2]
+        chosen = retrieved.next_labels(con, shop, _day(1), _day(9), some)
+    expected = whole[whole["user_id"].isin(some)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(chosen, expected)
+    assert len(chosen) < len(whole)
