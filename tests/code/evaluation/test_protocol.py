@@ -84,7 +84,9 @@ def test_derived_sections_follow_the_span(
 ) -> None:
     cadence = cadence_for(timedelta(days=span_days))
     sections = derived_sections(timedelta(days=span_days), cadence)
+    horizon = 28.0 if cadence == timedelta(days=7) else 7.0  # four weekly steps, else a week
     assert sections == {
+        "training": {"label_horizon_days": pytest.approx(horizon)},
         "features": {"snapshot_every": cadence, "decay_half_life_days": pytest.approx(decay)},
         "retrieval": {
             "window_days": pytest.approx(window),
@@ -105,6 +107,7 @@ def test_derived_sections_follow_the_span(
     assert updated.retrieval.covisit_budget == settings.retrieval.covisit_budget
     assert updated.features.owner == settings.features.owner
     assert updated.training.valid_window == timedelta(days=5)  # the fixture's
+    assert updated.training.label_horizon_days == pytest.approx(horizon)
 
 
 def test_daily_cutoffs_by_hand(warehouses: dict[str, Path]) -> None:
@@ -150,6 +153,7 @@ def test_weekly_cutoffs_by_hand(warehouses: dict[str, Path]) -> None:
     assert p.sections["retrieval"]["window_days"] == pytest.approx(57.35)
     assert p.sections["retrieval"]["half_life_days"] == pytest.approx(57.35 / 4)
     assert p.sections["features"] == {"snapshot_every": WEEK, "decay_half_life_days": 7.0}
+    assert p.sections["training"] == {"label_horizon_days": 28.0}  # four weekly steps
 
 
 def test_expanding_training_window_starts_every_cutoff_at_the_first_snapshot(
@@ -210,7 +214,7 @@ def test_cutoff_structure(
     # Durations in days, rounded to 3 decimals (an hour is 0.042).
     assert described["test_window_days"] == round(p.window / DAY, 3)
     assert described["snapshot_every_days"] == round(cadence / DAY, 3)
-    assert set(described["settings"]) == {"features", "retrieval"}
+    assert set(described["settings"]) == {"training", "features", "retrieval"}
 
 
 def test_an_empty_warehouse_has_no_protocol(tmp_path: Path) -> None:
