@@ -94,10 +94,16 @@ def load(args: argparse.Namespace, home: Path) -> tuple[Settings, str]:
 
 
 def derived_settings(settings: Settings, protocol: RollingProtocol, workers: int = 1) -> Settings:
-    """Settings with the sections the protocol derives from the data."""
+    """Settings with the values the protocol derives from the data, where the user set
+    none (``RANKING_*`` variables win)."""
+    updates = {}
+    for name, derived in protocol.sections.items():
+        chosen = getattr(settings, name).model_fields_set
+        updates[name] = {k: v for k, v in derived.items() if k not in chosen}
     # The protocol rolls its own cut-offs: each one's test window is one query time.
-    return settings.updated(**protocol.sections, evaluation={"test_cutoffs": 1},
-                            training={"retrieval_workers": workers})  # fmt: skip
+    updates["evaluation"] = {"test_cutoffs": 1}
+    updates["training"] = {**updates.get("training", {}), "retrieval_workers": workers}
+    return settings.updated(**updates)
 
 
 def build_features(settings: Settings, protocol: RollingProtocol) -> None:
