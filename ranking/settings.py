@@ -155,7 +155,9 @@ class TrainingSettings(_Section):
         default=150, description="Retrieved candidates kept per training group (best fused)."
     )
     label_horizon_days: float = Field(
-        default=7.0, description="Retrieval training groups are labelled this far ahead."
+        default=7.0,
+        description="Retrieval training groups are labelled this far ahead "
+        "(unset: four snapshot steps, at least 7 days: 28 on weekly snapshots).",
     )
     users_per_query_time: int = Field(
         default=100, description="Users sampled per query time for retrieval training groups."
