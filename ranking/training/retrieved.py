@@ -93,9 +93,9 @@ def retrieved_groups(
 ) -> pd.DataFrame:
     """One query group per (query time ``t``, user who acted in ``[t, label_end)``) of each
     window, candidates from retrieval at ``t``, labelled by what the user did in the
-    window; groups where retrieval found nothing relevant are dropped (they teach the
-    ranker nothing). Columns: ``group_ts``, ``user_id``, ``item_id``, ``label``,
-    ``sources`` and the retrieval features."""
+    window; groups where retrieval found nothing relevant, or a single candidate, are
+    dropped (they teach the ranker nothing). Columns: ``group_ts``, ``user_id``,
+    ``item_id``, ``label``, ``sources`` and the retrieval features."""
     per_time = settings.training.users_per_query_time
     chosen = []
     for t, label_end in windows:
@@ -117,7 +117,11 @@ def retrieved_groups(
         )
         found = found.merge(labels, on=["user_id", "item_id"], how="left")
         found["label"] = found["label"].fillna(0.0)
-        found = found[found.groupby("user_id")["label"].transform("max") > 0]
+        by_user = found.groupby("user_id")
+        # A group must hold something relevant and a pair to order: one candidate (early
+        # in a log, when retrieval knows few items) teaches the ranker nothing.
+        found = found[(by_user["label"].transform("max") > 0)
+                      & (by_user["item_id"].transform("size") >= 2)]  # fmt: skip
         if len(found):
             parts.append(found.assign(group_ts=pd.Timestamp(t)))
     progress.advance("training groups (query times)", len(windows), len(windows))

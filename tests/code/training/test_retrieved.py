@@ -350,3 +350,10 @@ def test_labelled_users_and_their_labels_are_those_of_the_whole_window(shop: Set
     expected = whole[whole["user_id"].isin(some)].reset_index(drop=True)
     pd.testing.assert_frame_equal(chosen, expected)
     assert len(chosen) < len(whole)
+
+
+def test_a_group_of_one_candidate_is_dropped(shop: Settings) -> None:
+    """One candidate is no pair to order: kept to one per group, nothing is left."""
+    two = _entities(shop.updated(training={"candidates_per_group": 2}))
+    assert len(two) and two.groupby("group_id").size().min() == 2
+    assert _entities(shop.updated(training={"candidates_per_group": 1})).empty
