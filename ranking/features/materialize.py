@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from ranking.features.materialize_redis import write_redis
 from ranking.features.online_rows import (
+    column_epoch_micros,
     encodable,
     encode_values,
     entity_keys,
@@ -95,8 +96,7 @@ def _digest(table: pa.Table) -> str:
 
 def _epoch_seconds(column: pa.ChunkedArray) -> list[int]:
     """Event times as Feast's SQLite adapter stores them: whole seconds since the epoch."""
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-    return (micros // 1_000_000).tolist()
+    return (column_epoch_micros(column) // 1_000_000).tolist()
 
 
 def _value_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
@@ -118,8 +118,7 @@ def _packed_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
     """The packed store's rows: one per entity, its features as one ``Map`` protobuf."""
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     keys = entity_keys(table, join_keys)
-    column = table.column(view.batch_source.timestamp_field)
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    micros = column_epoch_micros(table.column(view.batch_source.timestamp_field)).tolist()
     names, types = [f.name for f in view.features], [f.dtype.to_value_type() for f in view.features]
     if ValueType.STRING in types:
         values = [encode_values(table.column(n), t, with_text=False)[0]

@@ -23,7 +23,12 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ranking.features.online_rows import encode_values, entity_keys, latest_rows
+from ranking.features.online_rows import (
+    column_epoch_micros,
+    encode_values,
+    entity_keys,
+    latest_rows,
+)
 from ranking.warehouse import scratch
 
 #: Hashes per round trip.
@@ -67,7 +72,7 @@ def _framed(values: list[bytes]) -> list[bytes]:
 
 def _timestamps(column: pa.ChunkedArray) -> tuple[list[bytes], list[int]]:
     """Each event time as Feast stores it (a serialized ``Timestamp``) and in nanoseconds."""
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    micros = column_epoch_micros(column).tolist()
     serialized, nanos = [], []
     for us in micros:
         seconds, rest = divmod(us, 1_000_000)

@@ -124,6 +124,11 @@ def encode_values(
     return blobs, shown
 
 
+def column_epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Each timestamp of ``column`` as whole microseconds since the epoch (UTC)."""
+    return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+
+
 def varint_bytes(n: int) -> bytes:
     """``n`` as a protobuf varint."""
     out = bytearray()
