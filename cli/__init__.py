@@ -49,7 +49,7 @@ app.add_typer(models.app, name="models")
 
 def main() -> None:  # pragma: no cover - console entry point
     quiet_libraries()
-    with stopping_on_signals() as interruption:
+    with stopping_on_signals(keep_tracebacks=lambda: _state["debug"]) as interruption:
         try:
             app()
         except RankingError as exc:  # one line naming the file, row or field; exit code 2

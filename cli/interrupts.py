@@ -11,6 +11,11 @@ a query, turns the interrupt into ``RuntimeError('Query interrupted')``, and Pre
 handler may be the one that ran: which signals came is therefore also read from the
 interpreter's wake-up pipe, which every handled signal writes to. A second signal while
 stopping ends the process at once (the default action).
+
+Prefect logs with a traceback whatever an interrupt broke inside its engine (a signal
+that lands while it sets a task run up fails its crash handling, ``Task run is not set``):
+once a signal came, its run loggers keep the one-line message and drop the traceback,
+unless ``--debug`` asked for tracebacks.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -54,32 +59,46 @@ class Interruption:
         return f"interrupted by {name}: {where}; nothing half-written, rerun to continue"
 
 
-class _CrashedStep(logging.Filter):
-    """Notes the first task Prefect reports as crashed (what the interrupt stopped)."""
+#: Prefect's loggers of flow and task runs and of its engine.
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine")
 
-    def __init__(self, interruption: Interruption) -> None:
+
+class _InterruptedRunLogs(logging.Filter):
+    """Notes the first task Prefect reports as crashed (what the interrupt stopped) and,
+    once a signal came, drops the tracebacks Prefect attaches to what it broke."""
+
+    def __init__(self, interruption: Interruption, keep_tracebacks: Callable[[], bool]):
         super().__init__()
         self.interruption = interruption
+        self.keep_tracebacks = keep_tracebacks
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = getattr(record, "task_name", None)
         if name and self.interruption.step is None and record.levelno >= logging.ERROR:
             self.interruption.step = name
+        if self.interruption.seen() is not None and not self.keep_tracebacks():
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
 
 
 @contextmanager
-def stopping_on_signals() -> Iterator[Interruption]:
+def stopping_on_signals(
+    keep_tracebacks: Callable[[], bool] = lambda: False,
+) -> Iterator[Interruption]:
     """Inside the block SIGINT and SIGTERM raise KeyboardInterrupt in the main thread; the
-    yielded :class:`Interruption` says which signal came, once one did."""
+    yielded :class:`Interruption` says which signal came, once one did. ``keep_tracebacks``
+    is asked, once a signal came, whether Prefect's run logs keep their tracebacks."""
     interruption = Interruption()
 
+    raised = []  # whether this handler ran: the wake-up pipe may have told of it first
+
     def interrupt(signum: int, frame) -> None:
-        if interruption.signum is not None:  # the second signal: stop now
+        if raised:  # the second signal: stop now
             for sig in SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.raise_signal(signum)
-        interruption.signum = signum
+        raised.append(signum)
+        interruption.signum = interruption.signum or signum
         raise KeyboardInterrupt
 
     # A signal ignored from the start (``nohup``, a shell's background job) stays ignored.
@@ -89,13 +108,15 @@ def stopping_on_signals() -> Iterator[Interruption]:
     for fd in (interruption.wakeup, write):
         os.set_blocking(fd, False)
     previous_wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-    crashed = _CrashedStep(interruption)
-    task_logger = logging.getLogger("prefect.task_runs")
-    task_logger.addFilter(crashed)
+    run_logs = _InterruptedRunLogs(interruption, keep_tracebacks)
+    loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(run_logs)
     try:
         yield interruption
     finally:
-        task_logger.removeFilter(crashed)
+        for logger in loggers:
+            logger.removeFilter(run_logs)
         signal.set_wakeup_fd(previous_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

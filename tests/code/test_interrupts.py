@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
 import pytest
 
-from cli.interrupts import Interruption, stopping_on_signals
+from cli.interrupts import PREFECT_RUN_LOGGERS, Interruption, stopping_on_signals
 from ranking.errors import interrupted_query
 
 
@@ -52,3 +53,37 @@ def test_a_query_duckdb_stopped_for_a_signal_is_not_retried() -> None:
     except ValueError as wrapped:
         assert interrupted_query(wrapped)
     assert not interrupted_query(RuntimeError("disk full")) and not interrupted_query(None)
+
+
+def _prefect_run_log(logger_name: str) -> str:
+    """What a handler prints for an error Prefect's run logger reports with a traceback."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(logging.Formatter().format(record))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("Task run is not set")
+        except ValueError:
+            logger.error("Encountered exception during execution", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    return "\n".join(lines)
+
+
+def test_after_a_signal_prefect_run_logs_lose_their_tracebacks_unless_debug() -> None:
+    debug = [False]
+    with stopping_on_signals(keep_tracebacks=lambda: debug[0]) as interruption:
+        assert "Traceback" in _prefect_run_log("prefect.flow_runs")  # no signal yet
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)  # Prefect's handler ran
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
+        for name in PREFECT_RUN_LOGGERS:
+            quiet = _prefect_run_log(name)
+            assert "Encountered exception during execution" in quiet
+            assert "Traceback" not in quiet
+        debug[0] = True
+        assert "Traceback" in _prefect_run_log("prefect.flow_runs")
+        assert interruption.seen() == signal.SIGTERM
+    assert "Traceback" in _prefect_run_log("prefect.flow_runs")  # the filter is removed
