@@ -41,7 +41,8 @@ test-faults: $(STAMP)
 test-services: $(STAMP)
 	$(BIN)/pytest -m services -s tests/services tests/e2e/test_uis.py
 
-# The partitioned feature build through the features flow on a Dask LocalCluster.
+# The partitioned feature build through the features flow on a Dask LocalCluster, and
+# the ranker fitted by xgboost.dask on one.
 test-scale: $(STAMP)
 	$(BIN)/pytest -m scale tests
 

@@ -1,5 +1,9 @@
 """The ranker trained by xgboost.dask on a local Dask cluster: the same model class,
-stopping rule and quality as the in-process fit."""
+stopping rule and quality as the in-process fit.
+
+The fit on a LocalCluster runs in ``make test-scale`` (marker ``scale``, with the
+partitioned feature build); the partitioning of query groups runs in the default suite.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from ranking.training import rankers as train
 from tests.code.training.test_dataset_and_rankers import _synthetic
 
 
+@pytest.mark.scale
 def test_dask_ranker_matches_the_in_process_one(settings: Settings) -> None:
     rng = np.random.default_rng(3)
     fit, valid, test = (_synthetic(g, f, rng) for g, f in ((300, 0), (60, 300), (120, 360)))
