@@ -4,94 +4,172 @@
 Feast keeps one hash per entity, under the entity key (serialization version 3) followed
 by the project: a field ``_ts:<view>`` with the event time as a protobuf ``Timestamp``
 and, per feature, the murmur3 hash of ``<view>:<feature>`` with the ``Value`` protobuf.
-Feast builds each of those messages in Python; here the values come from
-:mod:`ranking.features.online_rows` and the hashes go out in batches, each one Lua call. As in
-Feast, a row is written only when it is newer than what the hash holds (so an unchanged
-snapshot writes nothing), unless forced. Tested hash for hash against Feast's own
-materialize (``tests/shared/test_materialize_redis.py``).
+Feast builds each of those messages in Python and sends one HSET per entity; here the
+values come from :mod:`ranking.features.online_rows` and each batch of entities is one
+EVALSHA of a small Lua script that runs their HSETs in the server. The command's bytes
+(Redis's protocol, as its mass-insertion guide has clients generate it) are laid out
+in numpy, column by column, and sent over redis-py's connection, so Python touches
+neither each value nor each reply: redis-py packing a few thousand arguments a batch
+and its pure-Python reply parser were most of the time before. As in Feast, a row is
+written only when it is newer than the event time its hash holds (so an unchanged
+snapshot writes nothing), unless forced; the script compares them, so no read goes back
+and forth. Tested hash for hash against Feast's own materialize
+(``tests/shared/test_materialize_redis.py``).
 """
 
 from __future__ import annotations
 
-import struct
 from datetime import datetime
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
-from google.protobuf.timestamp_pb2 import Timestamp
+from feast.value_type import ValueType
 
 from ranking.features.online_rows import (
     column_epoch_micros,
     encode_values,
     entity_keys,
     latest_rows,
+    value_matrix,
+    varint_matrix,
 )
 from ranking.warehouse import scratch
 
-#: Hashes per round trip.
-BATCH = 2_000
+#: Entities per EVALSHA: a few MB of arguments, one reply.
+BATCH = 5_000
 
-#: Server-side loops, one call a batch: redis-py's per-command Python cost (packing each
-#: HSET, parsing each reply) was most of the time when every hash was its own command.
-_READ_TS = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) end
-return out
-"""
-#: ARGV[1]: the fields, ARGV[1 + i]: key i's values, each a run of (uint32 length, bytes):
-#: one argument per hash, so redis-py packs a few thousand arguments a batch, not 100k.
+#: KEYS: the hashes. ARGV[1]: seconds to live (0: none); ARGV[2]: '1' writes every row,
+#: else a row only when its event time is newer than the hash's (Feast's rule, on
+#: (seconds, nanos)); then, per key, its event time's seconds and nanos and its HSET
+#: arguments (field, value, ...), the event time's field first.
 _WRITE = """
-local function split(blob)
-    local out, pos = {}, 1
-    while pos <= #blob do
-        local n, at = struct.unpack('<I4', blob, pos)
-        out[#out + 1] = string.sub(blob, at, at + n - 1)
-        pos = at + n
+local ttl, force = tonumber(ARGV[1]), ARGV[2] == '1'
+local per = (#ARGV - 2) / #KEYS
+local function varint(s, pos)
+    local value, scale = 0, 1
+    while true do
+        local byte = string.byte(s, pos)
+        value, pos = value + (byte % 128) * scale, pos + 1
+        if byte < 128 then return value, pos end
+        scale = scale * 128
     end
-    return out
 end
-local fields = split(ARGV[1])
+local function stored_time(raw)
+    local seconds, nanos, pos = 0, 0, 1
+    while pos <= #raw do
+        local tag, value = string.byte(raw, pos), 0
+        value, pos = varint(raw, pos + 1)
+        if tag == 8 then seconds = value elseif tag == 16 then nanos = value end
+    end
+    return seconds, nanos
+end
+local written = 0
 for i, key in ipairs(KEYS) do
-    local values, args = split(ARGV[i + 1]), {}
-    for j = 1, #fields do
-        args[2 * j - 1], args[2 * j] = fields[j], values[j]
+    local at = 3 + (i - 1) * per
+    local newer = force
+    if not newer then
+        local raw = redis.call('HGET', key, ARGV[at + 2])
+        if not raw then
+            newer = true
+        else
+            local seconds, nanos = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+            local old_seconds, old_nanos = stored_time(raw)
+            newer = (old_seconds == 0 and old_nanos == 0) or seconds > old_seconds
+                or (seconds == old_seconds and nanos > old_nanos)
+        end
     end
-    redis.call('HSET', key, unpack(args))
+    if newer then
+        redis.call('HSET', key, unpack(ARGV, at + 2, at + per - 1))
+        if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+        written = written + 1
+    end
 end
-return #KEYS
+return written
 """
 
 
-def _framed(values: list[bytes]) -> list[bytes]:
-    """Each value prefixed with its length, as ``_WRITE`` splits them."""
-    return [struct.pack("<I", len(v)) + v for v in values]
+class _Rows:
+    """Byte strings of ``n`` rows laid out side by side: each part a byte matrix with a
+    mask of the bytes it holds in each row, flattened row by row at once (constant text
+    is merged into one part)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.parts, self.text_ = n, [], b""
+
+    def text(self, data: bytes) -> None:
+        self.text_ += data
+
+    def _flush(self) -> None:
+        if self.text_:
+            row = np.frombuffer(self.text_, dtype=np.uint8)
+            self.parts.append((np.broadcast_to(row, (self.n, len(row))),
+                               np.ones((self.n, len(row)), dtype=bool)))  # fmt: skip
+            self.text_ = b""
+
+    def bytes_(self, matrix: np.ndarray, mask: np.ndarray) -> None:
+        self._flush()
+        self.parts.append((matrix, mask))
+
+    def bulk(self, matrix: np.ndarray, mask: np.ndarray) -> None:
+        """A bulk string of Redis's protocol: ``$<length>\\r\\n<bytes>\\r\\n``."""
+        self.text(b"$")
+        self.bytes_(*_decimal(mask.sum(axis=1)))
+        self.text(b"\r\n")
+        self.bytes_(matrix, mask)
+        self.text(b"\r\n")
+
+    def flat(self) -> bytes:
+        self._flush()
+        data = np.hstack([matrix for matrix, _ in self.parts])
+        return data[np.hstack([mask for _, mask in self.parts])].tobytes()
 
 
-def _timestamps(column: pa.ChunkedArray) -> tuple[list[bytes], list[int]]:
-    """Each event time as Feast stores it (a serialized ``Timestamp``) and in nanoseconds."""
-    micros = column_epoch_micros(column).tolist()
-    serialized, nanos = [], []
-    for us in micros:
-        seconds, rest = divmod(us, 1_000_000)
-        serialized.append(Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString())
-        nanos.append(us * 1000)
-    return serialized, nanos
+def _bulk_text(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def _stored_nanos(read_ts, keys: list[bytes], ts_field: str) -> list[int]:
-    """The event time (ns) each hash holds for the view, 0 where none."""
-    stored = []
-    for raw in read_ts(keys=keys, args=[ts_field]):
-        if raw is None:
-            stored.append(0)
-        else:
-            ts = Timestamp()
-            ts.ParseFromString(raw)
-            stored.append(ts.seconds * 1_000_000_000 + ts.nanos)
-    return stored
+def _decimal(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative integers in decimal: a digit matrix and the mask of each one's digits."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if len(numbers) and numbers.min() < 0:
+        raise ValueError("an event time before 1970 is not written to Redis here")
+    digits = len(str(int(numbers.max(initial=0))))
+    powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+    matrix = (numbers[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+    return matrix, (numbers[:, None] >= powers) | (powers == 1)
+
+
+def _strings(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte strings as a left-aligned matrix and the mask of each one's bytes."""
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    width = max(1, int(lengths.max(initial=0)))
+    matrix = np.array(values, dtype=f"S{width}").view(np.uint8).reshape(len(values), width)
+    return matrix, np.arange(width) < lengths[:, None]
+
+
+def _column(column: pa.ChunkedArray, value_type: ValueType) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's ``Value`` protobuf (empty for a null) as a matrix and mask."""
+    if value_type == ValueType.STRING:
+        return _strings(encode_values(column, value_type, with_text=False)[0])
+    matrix, lengths, _ = value_matrix(column, value_type)
+    return matrix, np.arange(matrix.shape[1]) < lengths[:, None]
+
+
+def _timestamps(micros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event time as Feast stores it, a serialized ``Timestamp`` (seconds, and nanos
+    unless 0, as varints after their tags), as a matrix and mask."""
+    seconds, nanos = np.divmod(micros, 1_000_000)
+    nanos = nanos * 1000
+    parts = []
+    for tag, numbers, shown in ((0x08, seconds, seconds != 0), (0x10, nanos, nanos != 0)):
+        varints, lengths = varint_matrix(numbers)
+        matrix = np.hstack([np.full((len(numbers), 1), tag, np.uint8), varints])
+        parts.append((matrix, shown[:, None] & (np.arange(matrix.shape[1]) <= lengths[:, None])))
+    return np.hstack([m for m, _ in parts]), np.hstack([k for _, k in parts])
 
 
 def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end: datetime,
@@ -104,31 +182,44 @@ def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end
         return 0
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     project = config.project.encode("utf-8")
-    keys = [k + project for k in entity_keys(table, join_keys)]
+    keys = _strings([k + project for k in entity_keys(table, join_keys)])
     name = _versioned_fv_name(view, config)
-    ts_field = f"_ts:{name}".encode()
-    ts_bytes, ts_nanos = _timestamps(table.column(view.batch_source.timestamp_field))
-    fields = b"".join(_framed([ts_field] + [_mmh3(f"{name}:{f.name}") for f in view.features]))
-    values = [encode_values(table.column(f.name), f.dtype.to_value_type(), with_text=False)[0]
-              for f in view.features]  # fmt: skip
-    columns = [_framed(ts_bytes)] + [_framed(v) for v in values]
-    blobs = list(map(b"".join, zip(*columns, strict=True)))  # one per hash
-    read_ts, write = client.register_script(_READ_TS), client.register_script(_WRITE)
-    ttl = config.online_store.key_ttl_seconds
-    written = 0
-    for lo in range(0, len(keys), BATCH):
-        hi = min(lo + BATCH, len(keys))
-        stored = [0] * (hi - lo) if force else _stored_nanos(read_ts, keys[lo:hi], ts_field)
-        # Feast's rule: only a row newer than the stored one replaces it.
-        rows = [i for i in range(lo, hi) if not stored[i - lo] or ts_nanos[i] > stored[i - lo]]
-        if not rows:
-            continue
-        written += write(keys=[keys[i] for i in rows], args=[fields] + [blobs[i] for i in rows])
-        if ttl:
-            with client.pipeline(transaction=False) as pipe:
-                for i in rows:
-                    pipe.expire(keys[i], ttl)
-                pipe.execute()
+    micros = column_epoch_micros(table.column(view.batch_source.timestamp_field))
+    seconds, nanos = np.divmod(micros, 1_000_000)
+    times = (_decimal(seconds), _decimal(nanos * 1000), _timestamps(micros))
+    fields = [_bulk_text(f"_ts:{name}".encode())]
+    fields += [_bulk_text(_mmh3(f"{name}:{f.name}")) for f in view.features]
+    values = [_column(table.column(f.name), f.dtype.to_value_type()) for f in view.features]
+    arguments = 2 + 2 * len(fields)  # per key
+    sha = client.script_load(_WRITE).encode()
+    ttl = str(config.online_store.key_ttl_seconds or 0).encode()
+    connection = client.connection_pool.get_connection()
+    written, pending = 0, False
+    try:
+        for lo in range(0, table.num_rows, BATCH):
+            hi = min(lo + BATCH, table.num_rows)
+            n = hi - lo
+            head = b"*%d\r\n" % (3 + n + 2 + n * arguments) + _bulk_text(b"EVALSHA")
+            head += _bulk_text(sha) + _bulk_text(b"%d" % n)
+            hashes = _Rows(n)
+            hashes.bulk(keys[0][lo:hi], keys[1][lo:hi])
+            rows = _Rows(n)
+            for matrix, mask in times[:2]:
+                rows.bulk(matrix[lo:hi], mask[lo:hi])
+            for field, (matrix, mask) in zip(fields, (times[2], *values), strict=True):
+                rows.text(field)
+                rows.bulk(matrix[lo:hi], mask[lo:hi])
+            argv = _bulk_text(ttl) + _bulk_text(b"1" if force else b"0")
+            connection.send_packed_command([head + hashes.flat() + argv, rows.flat()])
+            if pending:  # the previous batch ran while this one was laid out
+                written += connection.read_response()
+            pending = True
+        written += connection.read_response()
+    except BaseException:
+        connection.disconnect()  # a reply may be left unread
+        raise
+    finally:
+        client.connection_pool.release(connection)
     return written
 
 

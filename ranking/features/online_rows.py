@@ -42,7 +42,7 @@ def _tag(value_field: str, wire_type: int) -> int:
     return (number << 3) | wire_type
 
 
-def _varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def varint_matrix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Protobuf varints of int64 ``values`` (two's complement, as protobuf does):
     a (n, 10) byte matrix and each one's length."""
     rest = values.astype(np.int64).view(np.uint64).copy()
@@ -82,7 +82,7 @@ def value_matrix(
         lengths = np.full(len(numbers), matrix.shape[1], dtype=np.int64)
     else:  # varints: ints and booleans
         numbers = np.asarray(column.cast(pa.int64()).fill_null(0), dtype=np.int64)
-        varints, lengths = _varints(numbers)
+        varints, lengths = varint_matrix(numbers)
         matrix = np.concatenate([np.full((len(numbers), 1), tag, np.uint8), varints], axis=1)
         lengths = lengths + 1
     return matrix, np.where(valid, lengths, 0), numbers

@@ -64,3 +64,23 @@ def test_the_column_writer_writes_feasts_hashes_and_skips_what_is_there(
 
     forced = store.materialize_latest(fs, start, end, force=True)
     assert forced.written == report.written and _hashes(r) == stock
+
+    # The snapshot before: older than every stored row, it replaces none (Feast's rule).
+    step = end - start
+    older = store.materialize_latest(fs, start - step, end - step)
+    assert set(older.written.values()) == {0} and _hashes(r) == stock
+    # Written first, its rows are replaced by the newest snapshot's.
+    r.flushdb()
+    first = store.materialize_latest(fs, start - step, end - step)
+    assert sum(first.written.values()) > 0 and _hashes(r) != stock
+    store.materialize_latest(fs, start, end)
+    now = _hashes(r)
+    assert {key: now[key] for key in stock} == stock
+
+    # Feast's key_ttl_seconds: every hash written gets it.
+    fs.config.online_store.key_ttl_seconds = 3600
+    try:
+        store.materialize_latest(fs, start, end, force=True)
+    finally:
+        fs.config.online_store.key_ttl_seconds = None
+    assert all(0 < r.ttl(key) <= 3600 for key in stock)
