@@ -7,12 +7,15 @@ what Feast decides (which row of each entity is the newest in the window: the sa
 selection as ``pull_latest_from_table_or_query``, tested equal; its table names; its
 entity-key encoding, version 3) and changes how the rows are made: each column becomes
 Feast's ``Value`` protobuf bytes with numpy (the wire format of one scalar field is a tag
-byte and the value), and one ``executemany`` writes a view.
+byte and the value).
 
 - The embedded store (:mod:`ranking.features.online_store`, one row per entity) gets
   each entity's values packed into one ``Map`` protobuf, the bytes its own
-  ``online_write_batch`` writes (tested).
-- Feast's SQLite store (``type: sqlite``, one row per value) gets its rows byte for byte.
+  ``online_write_batch`` writes (tested), in the primary key's order, by batches of
+  100k rows, each batch one SQL statement over three blobs
+  (:func:`ranking.features.online_store.upsert_bulk`).
+- Feast's SQLite store (``type: sqlite``, one row per value) gets its rows byte for
+  byte, by one ``executemany`` per view.
 - Redis (the shared profile) gets Feast's hashes (:mod:`ranking.features.materialize_redis`).
 
 Any other online store, and a value type not encoded here, go through Feast's provider,
@@ -38,7 +41,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView
 from feast.infra.online_stores.sqlite import _table_id
 from feast.infra.provider import get_provider
@@ -50,6 +55,7 @@ from ranking.features.online_rows import (
     column_epoch_micros,
     encodable,
     encode_values,
+    entity_key_array,
     entity_keys,
     latest_rows,
     value_matrix,
@@ -58,11 +64,11 @@ from ranking.features.online_store import (
     STORE_TYPE,
     connect,
     ensure_table,
-    pack_matrices,
+    pack_matrices_flat,
     pack_rows,
+    upsert_bulk,
 )
 from ranking.features.online_store import table_name as packed_table
-from ranking.features.online_store import upsert_sql as packed_upsert
 from ranking.warehouse import scratch
 
 #: Entity rows packed at once (their byte matrices are a few hundred bytes a row).
@@ -99,7 +105,7 @@ def _epoch_seconds(column: pa.ChunkedArray) -> list[int]:
     return (column_epoch_micros(column) // 1_000_000).tolist()
 
 
-def _value_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
+def _write_values(con: sqlite3.Connection, name: str, view: FeatureView, table: pa.Table):
     """Feast's SQLite rows: one per (entity, feature)."""
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
     keys = entity_keys(table, join_keys)
@@ -107,40 +113,52 @@ def _value_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
     rows: list[tuple] = []
     for feature in view.features:
         blobs, texts = encode_values(table.column(feature.name), feature.dtype.to_value_type())
-        name = feature.name
-        rows += [(k, name, b, t, ts) for k, b, t, ts in zip(keys, blobs, texts, event_ts,
-                                                           strict=True)]  # fmt: skip
+        feature_name = feature.name
+        rows += [(k, feature_name, b, t, ts) for k, b, t, ts in zip(keys, blobs, texts, event_ts,
+                                                                   strict=True)]  # fmt: skip
     rows.sort(key=lambda row: (row[0], row[1]))  # the primary key's order: appends, not seeks
-    return rows
+    con.executemany(
+        f'INSERT INTO "{name}" (entity_key, feature_name, value, value_text, event_ts, '
+        "created_ts) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO "
+        "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+        "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+        rows,
+    )
 
 
-def _packed_rows(view: FeatureView, table: pa.Table) -> list[tuple]:
-    """The packed store's rows: one per entity, its features as one ``Map`` protobuf."""
-    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-    keys = entity_keys(table, join_keys)
-    micros = column_epoch_micros(table.column(view.batch_source.timestamp_field)).tolist()
+def _packed_features(view: FeatureView, part: pa.Table) -> tuple[bytes, np.ndarray]:
+    """Each row's features as one ``Map`` protobuf, back to back, and where each ends."""
     names, types = [f.name for f in view.features], [f.dtype.to_value_type() for f in view.features]
     if ValueType.STRING in types:
-        values = [encode_values(table.column(n), t, with_text=False)[0]
+        values = [encode_values(part.column(n), t, with_text=False)[0]
                   for n, t in zip(names, types, strict=True)]  # fmt: skip
         packed = pack_rows(names, values)
-    else:  # numbers only: whole byte matrices
-        packed = []
-        for lo in range(0, table.num_rows, _PACK_CHUNK):  # bounded: the matrices are wide
-            part = table.slice(lo, _PACK_CHUNK)
-            columns = zip(names, types, strict=True)
-            matrices = [value_matrix(part.column(n), t)[:2] for n, t in columns]
-            packed += pack_matrices(names, matrices)
-    return sorted(zip(keys, packed, micros, [None] * len(keys), strict=True))
+        return b"".join(packed), np.cumsum([len(p) for p in packed], dtype=np.int64)
+    # numbers only: whole byte matrices
+    columns = zip(names, types, strict=True)
+    return pack_matrices_flat(names, [value_matrix(part.column(n), t)[:2] for n, t in columns])
+
+
+def _write_packed(con: sqlite3.Connection, name: str, view: FeatureView, table: pa.Table):
+    """The packed store's rows: one per entity, in the primary key's order (appends, not
+    seeks), a batch at a time (the byte matrices are wide)."""
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    keys = entity_key_array(table, join_keys)
+    order = pc.sort_indices(keys)
+    keys, table = keys.take(order), table.take(order)
+    micros = column_epoch_micros(table.column(view.batch_source.timestamp_field))
+    for lo in range(0, table.num_rows, _PACK_CHUNK):
+        features, ends = _packed_features(view, table.slice(lo, _PACK_CHUNK))
+        upsert_bulk(con, name, keys.slice(lo, _PACK_CHUNK), features, ends,
+                    micros[lo : lo + _PACK_CHUNK])  # fmt: skip
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """How one SQLite online store keeps a view: its table, its rows, their upsert."""
+    """How one SQLite online store keeps a view: its table and how rows are written."""
 
     table: Callable[[FeatureStore, FeatureView], str]
-    rows: Callable[[FeatureView, pa.Table], list[tuple]]
-    upsert: Callable[[str], str]
+    write: Callable[[sqlite3.Connection, str, FeatureView, pa.Table], None]
     create: Callable[[sqlite3.Connection, str], None] | None = None  # makes the table, if needed
 
 
@@ -148,18 +166,11 @@ _FEAST_SQLITE = _Layout(
     table=lambda fs, view: _table_id(
         fs.project, view, fs.config.registry.enable_online_feature_view_versioning
     ),
-    rows=_value_rows,
-    upsert=lambda name: (
-        f'INSERT INTO "{name}" (entity_key, feature_name, value, value_text, event_ts, '
-        "created_ts) VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO "
-        "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
-        "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-    ),
+    write=_write_values,
 )
 _PACKED = _Layout(
     table=lambda fs, view: packed_table(fs.config, view),
-    rows=_packed_rows,
-    upsert=packed_upsert,
+    write=_write_packed,
     create=ensure_table,
 )
 
@@ -229,7 +240,7 @@ def _write_sqlite(
                 report.unchanged.append(view.name)
                 continue
             with con:  # one transaction per view: all its rows or none
-                con.executemany(layout.upsert(name), layout.rows(view, table))
+                layout.write(con, name, view, table)
                 count = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                 con.execute(
                     f"INSERT OR REPLACE INTO {_DIGESTS} VALUES (?, ?, ?)",

@@ -151,6 +151,11 @@ def _length_prefixed(kind: ValueType, values: pa.Array) -> list[pa.Array]:
 
 
 def entity_keys(table: pa.Table, join_keys: dict[str, ValueType]) -> list[bytes]:
+    """Feast's entity-key encoding (version 3) of each row (see :func:`entity_key_array`)."""
+    return entity_key_array(table, join_keys).to_pylist()
+
+
+def entity_key_array(table: pa.Table, join_keys: dict[str, ValueType]) -> pa.BinaryArray:
     """Feast's entity-key encoding (version 3) of each row: the number of keys, each
     sorted key name, then each value, every part prefixed by its type and length
     (joined by Arrow, column by column)."""
@@ -172,9 +177,8 @@ def entity_keys(table: pa.Table, join_keys: dict[str, ValueType]) -> list[bytes]
         else:
             raise ValueError(f"join key {name}: type {kind} is not encoded here")
     if table.num_rows == 0:
-        return []
-    whole = pc.binary_join_element_wise(pa.scalar(head, pa.binary()), *parts, b"")
-    return whole.to_pylist()
+        return pa.array([], pa.binary())
+    return pc.binary_join_element_wise(pa.scalar(head, pa.binary()), *parts, b"")
 
 
 def encodable(view: FeatureView) -> bool:

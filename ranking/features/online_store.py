@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 from feast import Entity, FeatureView, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.online_store import OnlineStore
@@ -86,10 +87,20 @@ def pack_rows(names: list[str], columns: list[list[bytes]]) -> list[bytes]:
 
 
 def pack_matrices(names: list[str], matrices: list[tuple[np.ndarray, np.ndarray]]) -> list[bytes]:
-    """:func:`pack_rows` by whole columns: each feature's ``Value`` bytes as a byte matrix
-    and lengths (:func:`ranking.features.online_rows.value_matrix`). Every entry's head
-    is laid out in numpy (its lengths fit one varint byte: checked), the valid bytes of
-    all features are gathered row by row, and each row is cut once."""
+    """:func:`pack_rows` by whole columns (see :func:`pack_matrices_flat`)."""
+    flat, ends = pack_matrices_flat(names, matrices)
+    ends = ends.tolist()
+    return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def pack_matrices_flat(
+    names: list[str], matrices: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[bytes, np.ndarray]:
+    """Every row's ``Map`` of ``names`` -> its ``Value`` bytes, back to back, and where
+    each row ends; from each feature's ``Value`` bytes as a byte matrix and lengths
+    (:func:`ranking.features.online_rows.value_matrix`). Every entry's head is laid out
+    in numpy (its lengths fit one varint byte: checked) and the valid bytes of all
+    features are gathered row by row at once."""
     parts, masks = [], []
     for name, (matrix, lengths) in zip(names, matrices, strict=True):
         key = EntryPacker(name).key
@@ -104,9 +115,71 @@ def pack_matrices(names: list[str], matrices: list[tuple[np.ndarray, np.ndarray]
         parts += [head, matrix]
         masks += [np.ones(head.shape, dtype=bool), np.arange(matrix.shape[1]) < lengths[:, None]]
     chosen = np.hstack(masks)
-    flat = np.hstack(parts)[chosen].tobytes()
-    ends = np.cumsum(chosen.sum(axis=1)).tolist()
-    return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    return np.hstack(parts)[chosen].tobytes(), np.cumsum(chosen.sum(axis=1))
+
+
+#: Width of each number in a bulk write's index: a sign, then 19 decimal digits.
+_INDEX_WIDTH = 20
+#: The numbers a bulk write's index holds per row.
+_INDEX_FIELDS = ("key_start", "key_length", "features_start", "features_length", "event_ts")
+
+
+def _index_bytes(columns: list[np.ndarray]) -> bytes:
+    """Each row's numbers as fixed-width decimal text ('+' or '-', then 19 digits), row
+    after row: what SQLite's ``CAST(substr(...) AS INTEGER)`` reads back."""
+    powers = 10 ** np.arange(_INDEX_WIDTH - 2, -1, -1, dtype=np.int64)
+    parts = []
+    for column in columns:
+        numbers = np.asarray(column, dtype=np.int64)
+        sign = np.where(numbers < 0, ord("-"), ord("+")).astype(np.uint8)[:, None]
+        digits = (np.abs(numbers)[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+        parts += [sign, digits]
+    return np.hstack(parts).tobytes()
+
+
+def bulk_upsert_sql(name: str) -> str:
+    """One statement that upserts a whole batch of rows handed over as three blobs: the
+    entity keys back to back, the packed features back to back, and an index of where
+    each row's key and features start, their lengths and the event time. A recursive
+    row counter cuts the rows out with ``substr``: ``executemany`` spent about 2 s of
+    3.3 s on binding 440k rows one by one here, the B-tree about 1 s."""
+    row = _INDEX_WIDTH * len(_INDEX_FIELDS)
+
+    def number(field: str) -> str:
+        at = _INDEX_FIELDS.index(field) * _INDEX_WIDTH + 1
+        return f"CAST(substr(:index, n * {row} + {at}, {_INDEX_WIDTH}) AS INTEGER)"
+
+    return (
+        "WITH RECURSIVE batch(n) AS (SELECT 0 WHERE :rows > 0 "
+        "UNION ALL SELECT n + 1 FROM batch WHERE n + 1 < :rows) "
+        f'INSERT INTO "{name}" (entity_key, features, event_ts, created_ts) '
+        f"SELECT substr(:keys, {number('key_start')}, {number('key_length')}), "
+        # A zero-length blob bound from Python reads as NULL: every row's features empty.
+        f"coalesce(substr(:features, {number('features_start')}, {number('features_length')}), "
+        "x''), "
+        f"{number('event_ts')}, NULL FROM batch WHERE true "
+        "ON CONFLICT(entity_key) DO UPDATE SET features = excluded.features, "
+        "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+    )
+
+
+def upsert_bulk(
+    con: sqlite3.Connection, name: str, keys: pa.BinaryArray, features: bytes,
+    feature_ends: np.ndarray, event_micros: np.ndarray,
+) -> None:  # fmt: skip
+    """Upsert rows into the view's table ``name`` in one statement (rows in the primary
+    key's order write fastest): each row's entity key, its packed features (``features``
+    back to back, row ``i`` ending at ``feature_ends[i]``) and its event time (µs)."""
+    if len(keys) == 0:
+        return
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int32)[keys.offset : keys.offset
+                                                               + len(keys) + 1]  # fmt: skip
+    key_data = memoryview(keys.buffers()[2])[offsets[0] : offsets[-1]]
+    starts = np.concatenate([[0], feature_ends[:-1]])
+    index = _index_bytes([offsets[:-1] - offsets[0] + 1, np.diff(offsets),
+                          starts + 1, feature_ends - starts, event_micros])  # fmt: skip
+    con.execute(bulk_upsert_sql(name), {"rows": len(keys), "keys": bytes(key_data),
+                                        "features": features, "index": index})  # fmt: skip
 
 
 def epoch_micros(when: datetime) -> int:

@@ -42,7 +42,7 @@ def arm(point: str) -> None:
     elif point == "materialize-mid-write":  # one view's online rows written, not all
         from ranking.features import materialize
 
-        _after_calls(materialize, "pack_matrices", 1)  # packing the second view's rows
+        _after_calls(materialize, "pack_matrices_flat", 1)  # packing the second view's rows
     elif point == "register-before-ready":  # the version exists, its last tag does not
         from mlflow.tracking import MlflowClient
 
