@@ -73,6 +73,14 @@ def _config() -> dict:
     return {"memory_limit": MEMORY_LIMIT, "temp_directory": _spill_directory()}
 
 
+def limit(con: duckdb.DuckDBPyConnection) -> None:
+    """Give a DuckDB connection opened elsewhere (ibis's default backend, which Feast's
+    DuckDB offline store runs on) the warehouse connections' memory limit and its own
+    spill folder."""
+    for key, value in _config().items():
+        con.execute(f"SET {key} = {quote(value)}")
+
+
 @contextmanager
 def warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse (creating its tables) and close it afterwards."""

@@ -25,6 +25,7 @@ from ranking.features import families, repo
 from ranking.features.definitions import resolve_service
 from ranking.features.materialize import MaterializeReport, materialize_newest
 from ranking.settings import Settings
+from ranking.warehouse import limit
 
 
 def service_name(settings: Settings) -> str:
@@ -127,8 +128,21 @@ def get_store(settings: Settings) -> FeatureStore:
     if registry_is_elsewhere(settings):
         apply_if_changed(settings)
     home.export_env(settings)
+    _limit_offline_duckdb()
     return FeatureStore(repo_path=str(settings.feature_repo),
                         fs_yaml_file=backends.feast_yaml(settings))  # fmt: skip
+
+
+def _limit_offline_duckdb() -> None:
+    """Feast's DuckDB offline store runs its point-in-time joins on ibis's default
+    backend, an in-memory DuckDB that may take 80 % of the machine and keeps what it
+    took: joining 10M random entity rows (in chunks of 250k) grew to 24 GB here and was
+    killed. It gets the warehouse's limit instead, and spills past it."""
+    import ibis
+
+    backend = ibis.get_backend()
+    if backend.name == "duckdb":
+        limit(backend.con)
 
 
 def materialize_latest(

@@ -61,3 +61,21 @@ def test_an_explicit_mlflow_server_wins_and_keeps_its_own_artifacts(tmp_path: Pa
                             publishing={"mlflow_uri": "http://127.0.0.1:5000"})  # fmt: skip
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
     assert settings.mlflow_artifact_location is None
+
+
+def test_feasts_offline_duckdb_gets_the_warehouse_memory_limit(tmp_path) -> None:
+    """Feast's point-in-time joins run on ibis's default DuckDB: it must spill at the
+    warehouse's limit, not grow to 80 % of the machine."""
+    import duckdb
+    import ibis
+
+    from ranking.features import store
+    from ranking.warehouse import warehouse
+
+    store._limit_offline_duckdb()
+    con = ibis.get_backend().con
+    with warehouse(tmp_path / "w.duckdb") as ours:
+        expected = ours.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == expected
+    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()
+    assert expected != default  # the machine's 80 % would not do
