@@ -118,36 +118,41 @@ def pack_matrices_flat(
     return np.hstack(parts)[chosen].tobytes(), np.cumsum(chosen.sum(axis=1))
 
 
-#: Width of each number in a bulk write's index: a sign, then 19 decimal digits.
-_INDEX_WIDTH = 20
 #: The numbers a bulk write's index holds per row.
 _INDEX_FIELDS = ("key_start", "key_length", "features_start", "features_length", "event_ts")
 
 
-def _index_bytes(columns: list[np.ndarray]) -> bytes:
-    """Each row's numbers as fixed-width decimal text ('+' or '-', then 19 digits), row
-    after row: what SQLite's ``CAST(substr(...) AS INTEGER)`` reads back."""
-    powers = 10 ** np.arange(_INDEX_WIDTH - 2, -1, -1, dtype=np.int64)
-    parts = []
+def _index_bytes(columns: list[np.ndarray]) -> tuple[bytes, list[int]]:
+    """Each row's numbers as decimal text, each column as wide as its widest number
+    (zero-padded, with a sign where a column has a negative number), row after row:
+    what SQLite's ``CAST(substr(...) AS INTEGER)`` reads back; and each column's width."""
+    parts, widths = [], []
     for column in columns:
         numbers = np.asarray(column, dtype=np.int64)
-        sign = np.where(numbers < 0, ord("-"), ord("+")).astype(np.uint8)[:, None]
-        digits = (np.abs(numbers)[:, None] // powers % 10 + ord("0")).astype(np.uint8)
-        parts += [sign, digits]
-    return np.hstack(parts).tobytes()
+        magnitude = np.abs(numbers)
+        digits = len(str(int(magnitude.max(initial=0))))
+        powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+        if len(numbers) and numbers.min() < 0:
+            parts.append(np.where(numbers < 0, ord("-"), ord("+")).astype(np.uint8)[:, None])
+            digits += 1
+        parts.append((magnitude[:, None] // powers % 10 + ord("0")).astype(np.uint8))
+        widths.append(digits)
+    return np.hstack(parts).tobytes(), widths
 
 
-def bulk_upsert_sql(name: str) -> str:
+def bulk_upsert_sql(name: str, widths: list[int]) -> str:
     """One statement that upserts a whole batch of rows handed over as three blobs: the
     entity keys back to back, the packed features back to back, and an index of where
-    each row's key and features start, their lengths and the event time. A recursive
-    row counter cuts the rows out with ``substr``: ``executemany`` spent about 2 s of
-    3.3 s on binding 440k rows one by one here, the B-tree about 1 s."""
-    row = _INDEX_WIDTH * len(_INDEX_FIELDS)
+    each row's key and features start, their lengths and the event time (numbers of
+    ``widths`` characters). A recursive row counter cuts the rows out with ``substr``:
+    ``executemany`` spent about 2 s of 3.3 s on binding 440k rows one by one here, the
+    B-tree about 1 s."""
+    row = sum(widths)
 
     def number(field: str) -> str:
-        at = _INDEX_FIELDS.index(field) * _INDEX_WIDTH + 1
-        return f"CAST(substr(:index, n * {row} + {at}, {_INDEX_WIDTH}) AS INTEGER)"
+        i = _INDEX_FIELDS.index(field)
+        at = sum(widths[:i]) + 1
+        return f"CAST(substr(:index, n * {row} + {at}, {widths[i]}) AS INTEGER)"
 
     return (
         "WITH RECURSIVE batch(n) AS (SELECT 0 WHERE :rows > 0 "
@@ -176,10 +181,10 @@ def upsert_bulk(
                                                                + len(keys) + 1]  # fmt: skip
     key_data = memoryview(keys.buffers()[2])[offsets[0] : offsets[-1]]
     starts = np.concatenate([[0], feature_ends[:-1]])
-    index = _index_bytes([offsets[:-1] - offsets[0] + 1, np.diff(offsets),
-                          starts + 1, feature_ends - starts, event_micros])  # fmt: skip
-    con.execute(bulk_upsert_sql(name), {"rows": len(keys), "keys": bytes(key_data),
-                                        "features": features, "index": index})  # fmt: skip
+    index, widths = _index_bytes([offsets[:-1] - offsets[0] + 1, np.diff(offsets),
+                                  starts + 1, feature_ends - starts, event_micros])  # fmt: skip
+    con.execute(bulk_upsert_sql(name, widths), {"rows": len(keys), "keys": bytes(key_data),
+                                                "features": features, "index": index})  # fmt: skip
 
 
 def epoch_micros(when: datetime) -> int:
@@ -234,6 +239,9 @@ def connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, check_same_thread=False, timeout=30)
     con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # no effect once the file has tables
     con.execute("PRAGMA journal_mode = WAL")
+    # In WAL mode, NORMAL syncs at checkpoints, not at every commit: a power cut may lose
+    # the last materialization (which a rerun writes again), never the file's integrity.
+    con.execute("PRAGMA synchronous = NORMAL")
     return con
 
 
