@@ -110,6 +110,28 @@ class StageResult:
         return self.seconds / self.anchor_seconds if self.anchor_seconds else None
 
 
+def _clear_redis_project(settings) -> int:
+    """Delete the shared profile's Redis hashes of the repo's project (Feast's keys end
+    with the project's name): rows left by an earlier run would be skipped as already
+    there, and the materialize stage would write nothing."""
+    import redis
+    import yaml
+
+    from ranking import backends
+
+    project = yaml.safe_load(backends.feast_yaml(settings).read_text())["project"].encode()
+    host, port = settings.services.redis_address.rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port))
+    removed = 0
+    batch = []
+    for key in client.scan_iter(match=b"*" + project, count=10_000):
+        batch.append(key)
+        if len(batch) == 10_000:
+            removed += client.delete(*batch)
+            batch = []
+    return removed + (client.delete(*batch) if batch else 0)
+
+
 def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = False,
         profile: str = "embedded", training: bool = True, dask_workers: int = 0,
         feature_partitions: int = 4,
@@ -128,6 +150,8 @@ def run(events: int, days: int, home: Path, seed: int, with_anchors: bool = Fals
     from ranking.warehouse import warehouse
 
     settings = ranking_home.prepare(get_settings(home=home, profile=profile))
+    if profile == "shared":  # a fresh home starts with an empty online store, as embedded
+        print(f"removed {_clear_redis_project(settings):,} hashes that earlier runs left in Redis")
     cadence = settings.features.snapshot_every
     end = datetime(2026, 3, 1)  # fixed: the benchmark never reads the clock for data
     results: list[StageResult] = []

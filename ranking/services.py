@@ -35,6 +35,16 @@ class ServicesSettings(BaseModel):
     )
     postgres_user: str = Field(default="ranking", description="PostgreSQL user (trusted).")
     prefect_port: int = Field(default=4290, description="Prefect server (on PostgreSQL).")
+    # Read by infra/services.sh only; declared so that one exported environment serves
+    # the script and the platform (an unknown RANKING_SERVICES__ variable is an error).
+    only: str = Field(default="redis postgres prefect",
+                      description="infra/services.sh: the services a command acts on.")  # fmt: skip
+    dir: str | None = Field(default=None, description="infra/services.sh: the folder of the "
+                            "services' data, logs and pids (unset: <home>/services).")  # fmt: skip
+    run_as: str = Field(default="postgres", description="infra/services.sh, as root: the user "
+                        "PostgreSQL runs as (initdb refuses root).")  # fmt: skip
+    prefect_bin: str | None = Field(default=None, description="infra/services.sh: the prefect "
+                                    "executable (unset: the checkout's .venv).")  # fmt: skip
 
     def postgres_url(self, database: str, driver: str = "psycopg") -> str:
         """SQLAlchemy URL of one database (psycopg 3; Prefect's server wants asyncpg)."""

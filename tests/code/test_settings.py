@@ -85,3 +85,15 @@ def test_readme_configuration_table_is_the_generated_one() -> None:
     assert found.group(1).strip() == markdown_table(), (
         "README settings table is stale: regenerate it with `ranking config --markdown`"
     )
+
+
+def test_every_variable_the_services_script_reads_is_a_setting() -> None:
+    """One exported environment serves ``infra/services.sh`` and the platform: a
+    ``RANKING_SERVICES__`` variable the settings did not declare would fail every command."""
+    from ranking.services import ServicesSettings
+
+    script = (PROJECT_ROOT / "infra" / "services.sh").read_text()
+    read = {name.lower() for name in re.findall(r"RANKING_SERVICES__([A-Z_]+)", script)}
+    assert read and read <= set(ServicesSettings.model_fields), read - set(
+        ServicesSettings.model_fields
+    )
