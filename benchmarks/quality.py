@@ -136,7 +136,10 @@ def cache_path(folder: Path, settings: Settings, times: dataset.SplitTimes) -> P
     in the key: delete the folder after changing retrieval, features or labels."""
     dumped = settings.model_dump(mode="json")
     dumped.pop("seed", None)
-    dumped.pop("home", None)  # a temporary folder per run
+    # Where things run, not what they compute: a temporary home per run, the services
+    # and the Dask cluster.
+    for section in ("home", "services", "scale"):
+        dumped.pop(section, None)
     for key in FIT_ONLY["training"]:
         dumped["training"].pop(key, None)
     key = digest(CACHE_VERSION, dumped, times)
