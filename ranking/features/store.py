@@ -233,13 +233,14 @@ def historical_features(
         for start in range(0, max(len(distinct), 1), chunk_rows):
             chunk = distinct.iloc[start : start + chunk_rows]
             part = store.get_historical_features(entity_df=chunk, features=refs).to_df()
-            parts.append(part[[_ROW, *(r.split(":")[1] for r in refs)]])
+            part = part[[_ROW, *(r.split(":")[1] for r in refs)]]
+            numeric = [c for c in part.columns if c != _ROW and is_numeric_dtype(part[c])]
+            parts.append(part.astype(dict.fromkeys(numeric, "float32")))  # half, chunk by chunk
         found = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        del parts
         found = found.sort_values(_ROW, ignore_index=True).drop(columns=_ROW)
         if len(found) != len(distinct):
             raise FeastError(f"Feast returned {len(found)} rows for {len(distinct)} entity rows")
-        numeric = [c for c in found.columns if is_numeric_dtype(found[c])]
-        found = found.astype(dict.fromkeys(numeric, "float32"))
         joined = joined.drop(columns=[c for c in found.columns if c in joined])
         broadcast = found.take(row_of).reset_index(drop=True)
         joined = pd.concat([joined, broadcast], axis=1)
