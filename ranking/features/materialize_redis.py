@@ -92,26 +92,21 @@ return written
 """
 
 
-class _Rows:
-    """Byte strings of ``n`` rows laid out side by side: each part a byte matrix with a
-    mask of the bytes it holds in each row, flattened row by row at once (constant text
-    is merged into one part)."""
+class _Layout:
+    """Byte strings of every row laid out side by side: constant text, and parts that are
+    a byte matrix with a mask of the bytes each row holds (laid out once for all rows);
+    a batch of rows is flattened row by row at once."""
 
-    def __init__(self, n: int) -> None:
-        self.n, self.parts, self.text_ = n, [], b""
+    def __init__(self) -> None:
+        self.parts: list[bytes | tuple[np.ndarray, np.ndarray]] = []
 
     def text(self, data: bytes) -> None:
-        self.text_ += data
-
-    def _flush(self) -> None:
-        if self.text_:
-            row = np.frombuffer(self.text_, dtype=np.uint8)
-            self.parts.append((np.broadcast_to(row, (self.n, len(row))),
-                               np.ones((self.n, len(row)), dtype=bool)))  # fmt: skip
-            self.text_ = b""
+        if self.parts and isinstance(self.parts[-1], bytes):
+            self.parts[-1] += data
+        else:
+            self.parts.append(data)
 
     def bytes_(self, matrix: np.ndarray, mask: np.ndarray) -> None:
-        self._flush()
         self.parts.append((matrix, mask))
 
     def bulk(self, matrix: np.ndarray, mask: np.ndarray) -> None:
@@ -122,10 +117,18 @@ class _Rows:
         self.bytes_(matrix, mask)
         self.text(b"\r\n")
 
-    def flat(self) -> bytes:
-        self._flush()
-        data = np.hstack([matrix for matrix, _ in self.parts])
-        return data[np.hstack([mask for _, mask in self.parts])].tobytes()
+    def flat(self, lo: int, hi: int) -> bytes:
+        """Rows ``lo`` to ``hi`` (excluded), back to back."""
+        data, masks = [], []
+        for part in self.parts:
+            if isinstance(part, bytes):
+                row = np.frombuffer(part, dtype=np.uint8)
+                data.append(np.broadcast_to(row, (hi - lo, len(row))))
+                masks.append(np.broadcast_to(True, (hi - lo, len(row))))
+            else:
+                data.append(part[0][lo:hi])
+                masks.append(part[1][lo:hi])
+        return np.hstack(data)[np.hstack(masks)].tobytes()
 
 
 def _bulk_text(data: bytes) -> bytes:
@@ -186,10 +189,16 @@ def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end
     name = _versioned_fv_name(view, config)
     micros = column_epoch_micros(table.column(view.batch_source.timestamp_field))
     seconds, nanos = np.divmod(micros, 1_000_000)
-    times = (_decimal(seconds), _decimal(nanos * 1000), _timestamps(micros))
-    fields = [_bulk_text(f"_ts:{name}".encode())]
-    fields += [_bulk_text(_mmh3(f"{name}:{f.name}")) for f in view.features]
+    hashes = _Layout()
+    hashes.bulk(*keys)
+    rows = _Layout()  # per key: its event time's seconds and nanos, then the HSET's fields
+    rows.bulk(*_decimal(seconds))
+    rows.bulk(*_decimal(nanos * 1000))
+    fields = [f"_ts:{name}".encode()] + [_mmh3(f"{name}:{f.name}") for f in view.features]
     values = [_column(table.column(f.name), f.dtype.to_value_type()) for f in view.features]
+    for field, (matrix, mask) in zip(fields, [_timestamps(micros), *values], strict=True):
+        rows.text(_bulk_text(field))
+        rows.bulk(matrix, mask)
     arguments = 2 + 2 * len(fields)  # per key
     sha = client.script_load(_WRITE).encode()
     ttl = str(config.online_store.key_ttl_seconds or 0).encode()
@@ -201,16 +210,9 @@ def write_view(fs: FeatureStore, client, view: FeatureView, start: datetime, end
             n = hi - lo
             head = b"*%d\r\n" % (3 + n + 2 + n * arguments) + _bulk_text(b"EVALSHA")
             head += _bulk_text(sha) + _bulk_text(b"%d" % n)
-            hashes = _Rows(n)
-            hashes.bulk(keys[0][lo:hi], keys[1][lo:hi])
-            rows = _Rows(n)
-            for matrix, mask in times[:2]:
-                rows.bulk(matrix[lo:hi], mask[lo:hi])
-            for field, (matrix, mask) in zip(fields, (times[2], *values), strict=True):
-                rows.text(field)
-                rows.bulk(matrix[lo:hi], mask[lo:hi])
             argv = _bulk_text(ttl) + _bulk_text(b"1" if force else b"0")
-            connection.send_packed_command([head + hashes.flat() + argv, rows.flat()])
+            connection.send_packed_command([head + hashes.flat(lo, hi) + argv,
+                                            rows.flat(lo, hi)])  # fmt: skip
             if pending:  # the previous batch ran while this one was laid out
                 written += connection.read_response()
             pending = True
