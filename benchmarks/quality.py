@@ -136,9 +136,9 @@ def cache_path(folder: Path, settings: Settings, times: dataset.SplitTimes) -> P
     in the key: delete the folder after changing retrieval, features or labels."""
     dumped = settings.model_dump(mode="json")
     dumped.pop("seed", None)
-    # Where things run, not what they compute: a temporary home per run, the services
-    # and the Dask cluster.
-    for section in ("home", "services", "scale"):
+    # Where things run, not what they compute: a temporary home per run, the checkout's
+    # feature repo, the services and the Dask cluster.
+    for section in ("home", "feature_repo", "services", "scale"):
         dumped.pop(section, None)
     for key in FIT_ONLY["training"]:
         dumped["training"].pop(key, None)
