@@ -177,6 +177,8 @@ def upsert_bulk(
     back to back, row ``i`` ending at ``feature_ends[i]``) and its event time (µs)."""
     if len(keys) == 0:
         return
+    if keys.type != pa.binary():  # 32-bit offsets are read below
+        keys = keys.cast(pa.binary())
     offsets = np.frombuffer(keys.buffers()[1], dtype=np.int32)[keys.offset : keys.offset
                                                                + len(keys) + 1]  # fmt: skip
     key_data = memoryview(keys.buffers()[2])[offsets[0] : offsets[-1]]

@@ -24,10 +24,11 @@ def _tables() -> sqlite3.Connection:
     return con
 
 
-def _write(con: sqlite3.Connection, rows: list[tuple[bytes, bytes, int]], cut: int) -> None:
+def _write(con: sqlite3.Connection, rows: list[tuple[bytes, bytes, int]], cut: int,
+           key_type: pa.DataType) -> None:  # fmt: skip
     """Both ways; the bulk one in two batches cut out of one Arrow array (offsets not 0)."""
     con.executemany(upsert_sql("rows"), [(k, f, t, None) for k, f, t in rows])
-    keys = pa.array([k for k, _, _ in rows], pa.binary())
+    keys = pa.array([k for k, _, _ in rows], key_type)
     for lo, hi in ((0, cut), (cut, len(rows))):
         part = rows[lo:hi]
         ends = np.cumsum([len(f) for _, f, _ in part], dtype=np.int64)
@@ -42,7 +43,8 @@ def test_bulk_upserts_equal_row_by_row_ones(first, second, data) -> None:
     con = _tables()
     for rows in (first, second + first[: len(first) // 2]):  # the second replaces some
         rows = list({k: (k, f, t) for k, f, t in rows}.values())
-        _write(con, rows, data.draw(st.integers(0, len(rows))))
+        key_type = data.draw(st.sampled_from([pa.binary(), pa.large_binary()]))
+        _write(con, rows, data.draw(st.integers(0, len(rows))), key_type)
     read = {name: con.execute(f"SELECT * FROM {name} ORDER BY entity_key").fetchall()
             for name in ("bulk", "rows")}  # fmt: skip
     assert read["bulk"] == read["rows"]
