@@ -31,6 +31,7 @@ from feast.value_type import ValueType
 
 from ranking.features.online_rows import (
     column_epoch_micros,
+    decimal_matrix,
     encode_values,
     entity_keys,
     latest_rows,
@@ -140,10 +141,7 @@ def _decimal(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     numbers = np.asarray(numbers, dtype=np.int64)
     if len(numbers) and numbers.min() < 0:
         raise ValueError("an event time before 1970 is not written to Redis here")
-    digits = len(str(int(numbers.max(initial=0))))
-    powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
-    matrix = (numbers[:, None] // powers % 10 + ord("0")).astype(np.uint8)
-    return matrix, (numbers[:, None] >= powers) | (powers == 1)
+    return decimal_matrix(numbers)
 
 
 def _strings(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

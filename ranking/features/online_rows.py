@@ -129,6 +129,16 @@ def column_epoch_micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
 
 
+def decimal_matrix(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decimal digits of each number's magnitude as ASCII, zero-padded to the widest
+    (an (n, width) byte matrix), and the mask of the digits each one needs (at least one)."""
+    magnitude = np.abs(np.asarray(numbers, dtype=np.int64))
+    digits = len(str(int(magnitude.max(initial=0))))
+    powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+    matrix = (magnitude[:, None] // powers % 10 + ord("0")).astype(np.uint8)
+    return matrix, (magnitude[:, None] >= powers) | (powers == 1)
+
+
 def varint_bytes(n: int) -> bytes:
     """``n`` as a protobuf varint."""
     out = bytearray()

@@ -35,7 +35,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel
 from pydantic import StrictStr
 
-from ranking.features.online_rows import varint_bytes
+from ranking.features.online_rows import decimal_matrix, varint_bytes
 
 #: What ``feature_store.yaml`` names as the online store's ``type``.
 STORE_TYPE = "ranking.features.online_store.PackedSqliteOnlineStore"
@@ -86,13 +86,6 @@ def pack_rows(names: list[str], columns: list[list[bytes]]) -> list[bytes]:
     return list(map(b"".join, zip(*entries, strict=True)))
 
 
-def pack_matrices(names: list[str], matrices: list[tuple[np.ndarray, np.ndarray]]) -> list[bytes]:
-    """:func:`pack_rows` by whole columns (see :func:`pack_matrices_flat`)."""
-    flat, ends = pack_matrices_flat(names, matrices)
-    ends = ends.tolist()
-    return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-
-
 def pack_matrices_flat(
     names: list[str], matrices: list[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[bytes, np.ndarray]:
@@ -129,14 +122,12 @@ def _index_bytes(columns: list[np.ndarray]) -> tuple[bytes, list[int]]:
     parts, widths = [], []
     for column in columns:
         numbers = np.asarray(column, dtype=np.int64)
-        magnitude = np.abs(numbers)
-        digits = len(str(int(magnitude.max(initial=0))))
-        powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
+        digits = decimal_matrix(numbers)[0]
         if len(numbers) and numbers.min() < 0:
-            parts.append(np.where(numbers < 0, ord("-"), ord("+")).astype(np.uint8)[:, None])
-            digits += 1
-        parts.append((magnitude[:, None] // powers % 10 + ord("0")).astype(np.uint8))
-        widths.append(digits)
+            sign = np.where(numbers < 0, ord("-"), ord("+")).astype(np.uint8)[:, None]
+            digits = np.hstack([sign, digits])
+        parts.append(digits)
+        widths.append(digits.shape[1])
     return np.hstack(parts).tobytes(), widths
 
 
